@@ -1,0 +1,33 @@
+# Every target sets up what it needs: a fresh clone only needs python3 (>= 3.10) and make.
+PYTHON ?= python3
+VENV ?= .venv
+AIRFLOW_VERSION ?= 3.3.2
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
+
+.PHONY: install test lint demo standin clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]" 2>&1 \
+		| grep -v "is ignored" || true
+	$(PY) -c "import airflow_provider_gong, airflow.sdk, pytest, requests_mock"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) scripts/demo.py
+
+standin: install
+	$(PY) -m airflow_provider_gong.testing --port 8765
+
+clean:
+	rm -rf $(VENV) .demo

@@ -1,0 +1,90 @@
+"""Apache Airflow provider for Gong's Meetings API.
+
+Kept import-light on purpose: Airflow imports every provider's ``get_provider_info`` while it starts,
+so this module must not import Airflow, requests or the hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+    The connection form is declarative (``conn-fields`` / ``ui-field-behaviour``): Airflow 3.2+ renders
+    only declared fields.
+    """
+    return {
+        "package-name": "airflow-provider-gong",
+        "name": "Gong",
+        "description": "Create, update and delete Gong consent-meeting links from Airflow "
+        "(Gong Meetings API), one at a time or in batches from a SQL warehouse.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Gong",
+                "external-doc-url": "https://help.gong.io/apidocs/meetings-1",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Gong", "python-modules": ["airflow_provider_gong.hooks.gong"]}],
+        "operators": [
+            {"integration-name": "Gong", "python-modules": ["airflow_provider_gong.operators.meetings"]}
+        ],
+        "extra-links": ["airflow_provider_gong.links.GongMeetingLink"],
+        "connection-types": [
+            {
+                "connection-type": "gong",
+                "hook-class-name": "airflow_provider_gong.hooks.gong.GongHook",
+                "hook-name": "Gong",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "API base URL",
+                        "login": "Access key",
+                        "password": "Access key secret",
+                    },
+                    "placeholders": {
+                        "host": "https://api.gong.io (or your company host, e.g. us-12345.api.gong.io)",
+                        "login": "Gong access key (basic auth)",
+                        "password": "Gong access key secret (basic auth)",
+                    },
+                },
+                "conn-fields": {
+                    "auth_type": {
+                        "label": "Auth type",
+                        "description": "basic (access key + secret) or bearer (OAuth access token). "
+                        "Default: bearer when an access token is set, else basic.",
+                        "schema": {"type": ["string", "null"], "enum": ["basic", "bearer", None]},
+                    },
+                    "access_token": {
+                        "label": "Bearer access token",
+                        "description": "OAuth access token; send calls to the token's "
+                        "api_base_url_for_customer host.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "timeout": {
+                        "label": "Read timeout (s)",
+                        "description": "Seconds to wait for Gong's answer. Default 30.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "rate_limit_per_second": {
+                        "label": "Rate limit (calls/s)",
+                        "description": "Client-side pacing per task. Gong's company default is 3.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "max_retry_wait": {
+                        "label": "Max retry wait (s)",
+                        "description": "Longest Retry-After the hook waits out; beyond it the task "
+                        "fails with a rate-limit error so Airflow can retry later. Default 60.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                },
+            }
+        ],
+    }

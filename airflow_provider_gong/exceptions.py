@@ -1,0 +1,205 @@
+"""Errors raised by the Gong provider.
+
+Every error derives from :class:`GongError`, so callers can catch one root. Errors that no retry can
+fix (bad input, 400/401/403/404/409, and a create whose outcome is unknown) also derive from
+:class:`~airflow.sdk.exceptions.AirflowFailException`: Airflow then fails the task at once instead of
+burning its retries, wherever the error is raised (operator, ``@task`` code, batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class GongError(AirflowException):
+    """Root of all Gong errors.
+
+    :param message: what went wrong and what to do about it.
+    :param status: HTTP status, when Gong answered.
+    :param request_id: Gong's ``requestId``; Gong support asks for it.
+    :param errors: Gong's ``errors`` list.
+    :param user_facing_error: Gong's ``userFacingError`` (409 consent-page answers carry it).
+    :param fix_url: Gong's ``fixUrl``: where a Gong admin fixes the problem.
+    :param retryable: whether the hook may send the same request again.
+    """
+
+    #: True for errors no retry can fix; such classes also derive from AirflowFailException.
+    permanent: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        errors: Sequence[str] = (),
+        user_facing_error: str | None = None,
+        fix_url: str | None = None,
+        help_url: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.errors = list(errors)
+        self.user_facing_error = user_facing_error
+        self.fix_url = fix_url
+        self.help_url = help_url
+        self.retryable = retryable
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = [self.message]
+        if self.user_facing_error and self.user_facing_error not in self.message:
+            parts.append(f"Gong says: {self.user_facing_error}")
+        elif self.errors and self.errors[0] not in self.message:
+            parts.append(f"Gong says: {'; '.join(self.errors)}")
+        if self.fix_url:
+            parts.append(f"Fix it here: {self.fix_url}")
+        if self.status is not None:
+            parts.append(f"(HTTP {self.status}, requestId={self.request_id or 'n/a'})")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary, e.g. for a results ledger. Holds no secret by construction."""
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "status": self.status,
+            "request_id": self.request_id,
+            "errors": self.errors,
+            "user_facing_error": self.user_facing_error,
+            "fix_url": self.fix_url,
+        }
+
+
+class GongPermanentError(GongError, AirflowFailException):
+    """An error that retrying the task cannot fix: Airflow fails the task without retries."""
+
+    permanent = True
+
+
+class GongValidationError(GongPermanentError, ValueError):
+    """Input rejected before any call to Gong (the message names the field)."""
+
+
+class GongBadRequestError(GongPermanentError):
+    """400: Gong found the request malformed."""
+
+
+class GongAuthError(GongPermanentError):
+    """401: Gong rejected the credentials."""
+
+
+class GongForbiddenError(GongPermanentError):
+    """403: the credentials lack a scope, or the company has no access to the endpoint."""
+
+
+class GongLimitedReleaseError(GongForbiddenError):
+    """403 "Limited release": the Meetings API is not enabled for this company."""
+
+
+class GongNotFoundError(GongPermanentError):
+    """404: unknown organizer (create) or unknown meeting (update/delete)."""
+
+
+class GongConflictError(GongPermanentError):
+    """409: e.g. the consent page is not enabled in the company."""
+
+
+class GongRateLimitError(GongError):
+    """429: over Gong's quota. ``retry_after`` is Gong's requested wait in seconds, if it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class GongServerError(GongError):
+    """5xx from Gong on a call that is safe to repeat (Airflow may retry the task)."""
+
+
+class GongConnectionError(GongError):
+    """The request never reached Gong (DNS, refused, connect timeout) or, for safe calls, the answer
+    never came back."""
+
+
+class GongMeetingMayExistError(GongPermanentError):
+    """A create request reached Gong but its answer was lost (read timeout, dropped connection, 5xx).
+
+    Gong documents no idempotency key, so the meeting may or may not exist. Re-sending could create
+    a duplicate; this error is permanent so that neither the hook nor Airflow re-sends it. Reconcile
+    by hand (e.g. in Gong, by ``externalId``) before creating it again.
+    """
+
+
+_BY_STATUS: dict[int, type[GongError]] = {
+    400: GongBadRequestError,
+    401: GongAuthError,
+    403: GongForbiddenError,
+    404: GongNotFoundError,
+    409: GongConflictError,
+}
+
+_ADVICE: dict[int, str] = {
+    400: "Gong rejected the request as malformed; check the meeting fields.",
+    401: "Gong rejected the credentials; check the access key and secret (or bearer token) of the "
+    "Gong connection, and that the host is your company's Gong API host.",
+    403: "Gong refused access; the credentials lack the required scope or the API host is wrong.",
+    404: "Gong found no such resource (no Gong user with this organizer email, or no such meeting).",
+    409: "Gong reported a conflict; the consent page may be disabled for the company.",
+    429: "Gong's rate limit was exceeded.",
+}
+
+
+def error_from_response(
+    status: int,
+    body: Any,
+    *,
+    operation: str,
+    retry_after: float | None = None,
+    retryable: bool = False,
+) -> GongError:
+    """Build the typed error for a non-2xx answer from Gong.
+
+    :param status: the HTTP status.
+    :param body: the decoded JSON body, or None / anything else when Gong sent none.
+    :param operation: e.g. ``"POST /v2/meetings"``, for the message.
+    """
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}
+    errors = fields.get("errors") or []
+    if isinstance(errors, str):
+        errors = [errors]
+    elif isinstance(errors, dict):
+        errors = [f"{k}: {v}" for k, v in errors.items()]
+    common: dict[str, Any] = {
+        "status": status,
+        "request_id": fields.get("requestId"),
+        "errors": [str(e) for e in errors],
+        "user_facing_error": fields.get("userFacingError"),
+        "fix_url": fields.get("fixUrl"),
+        "help_url": fields.get("helpUrl"),
+    }
+    text = " ".join(common["errors"] + [common["user_facing_error"] or ""]).lower()
+    if status == 403 and "limited release" in text:
+        return GongLimitedReleaseError(
+            f"{operation} failed: the Gong Meetings API is in limited release and not enabled for this "
+            "company; ask your Gong CSM to enable it.",
+            **common,
+        )
+    if status == 429:
+        wait = f" and asked to wait {retry_after:g} s" if retry_after is not None else ""
+        return GongRateLimitError(
+            f"{operation} failed: {_ADVICE[429]} Gong answered 429{wait}.",
+            retry_after=retry_after,
+            retryable=retryable,
+            **common,
+        )
+    if status in _BY_STATUS:
+        return _BY_STATUS[status](f"{operation} failed: {_ADVICE[status]}", **common)
+    if status >= 500:
+        return GongServerError(f"{operation} failed: Gong had a server error.", retryable=retryable, **common)
+    return GongError(f"{operation} failed with unexpected HTTP {status}.", **common)

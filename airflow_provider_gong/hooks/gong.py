@@ -1,0 +1,416 @@
+"""GongHook: an Airflow connection turned into a paced, retrying, secret-safe Gong API client."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from airflow_provider_gong import __version__
+from airflow_provider_gong.exceptions import (
+    GongConnectionError,
+    GongError,
+    GongMeetingMayExistError,
+    GongNotFoundError,
+    GongValidationError,
+    error_from_response,
+)
+from airflow_provider_gong.meetings import Meeting, MeetingResult
+from airflow_provider_gong.pacing import TokenBucket, retrying
+
+DEFAULT_HOST = "https://api.gong.io"
+MAX_EMAILS_PER_STATUS_CALL = 100
+_RETRYABLE_5XX = frozenset({502, 503, 504})
+
+
+class GongSettings(BaseModel):
+    """Everything the hook needs from a connection, validated once.
+
+    Extras arrive as strings from URI-form connections, so numbers are coerced here; secrets are
+    ``SecretStr`` so a repr or a validation error never shows them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    base_url: str
+    auth_type: Literal["basic", "bearer"] = "basic"
+    access_key: SecretStr | None = None
+    access_key_secret: SecretStr | None = None
+    access_token: SecretStr | None = None
+    timeout: float = Field(30.0, gt=0, description="read timeout, seconds")
+    connect_timeout: float = Field(10.0, gt=0)
+    rate_limit_per_second: float = Field(3.0, gt=0)
+    max_retry_wait: float = Field(60.0, ge=0)
+    max_attempts: int = Field(5, ge=1)
+
+    def authorization(self) -> str:
+        """The Authorization header value (masked in logs before it is ever used)."""
+        if self.auth_type == "bearer":
+            if not self.access_token or not self.access_token.get_secret_value():
+                raise GongValidationError(
+                    "Gong connection uses bearer auth but has no access_token in its extras"
+                )
+            return f"Bearer {self.access_token.get_secret_value()}"
+        if not (self.access_key and self.access_key_secret):
+            raise GongValidationError(
+                "Gong connection needs an access key (login) and an access key secret (password)"
+            )
+        pair = f"{self.access_key.get_secret_value()}:{self.access_key_secret.get_secret_value()}"
+        return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def normalise_base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
+    """Accept ``us-12345.api.gong.io``, ``https://api.gong.io/``, ``http://127.0.0.1:8080/v2`` ...
+
+    No scheme means https (or the connection's schema field when it says http/https). A trailing
+    ``/v2`` is dropped because every path the hook sends starts with it.
+    """
+    raw = (host or "").strip() or DEFAULT_HOST
+    if "://" not in raw:
+        scheme = schema.lower() if schema and schema.lower() in ("http", "https") else "https"
+        raw = f"{scheme}://{raw}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GongValidationError(f"Gong connection host {host!r} is not a valid URL or host name")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/v2")
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Gong sends integer seconds; HTTP also allows a date. Unparseable means "not given"."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request provably did not reach Gong (so even a create may be re-sent)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+        return isinstance(
+            reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        )
+    return False
+
+
+class GongHook(BaseHook):
+    """Talk to Gong's Meetings API through an Airflow connection.
+
+    Every call goes through one path (:meth:`request`): the token bucket paces it, a timeout bounds
+    it, and one retry policy decides what may be re-sent. Creating a meeting is never re-sent once
+    Gong may have received it.
+
+    Connection (type ``gong``): host = API base URL (default ``https://api.gong.io``; a customer host
+    such as ``us-12345.api.gong.io`` works with or without scheme), login = access key, password =
+    access key secret. Extras: ``auth_type`` (``basic``/``bearer``), ``access_token``, ``timeout``,
+    ``connect_timeout``, ``rate_limit_per_second``, ``max_retry_wait``, ``max_attempts``.
+
+    :param gong_conn_id: the Airflow connection id.
+    :param timeout: read timeout in seconds; overrides the connection's extra.
+    :param rate_limit_per_second: pacing; overrides the connection's extra (Gong's default is 3).
+    :param max_retry_wait: the longest ``Retry-After`` the hook waits out; beyond it the call fails
+        with :class:`~airflow_provider_gong.exceptions.GongRateLimitError` so Airflow can retry later.
+    :param max_attempts: attempts per call for retryable failures.
+
+    .. code-block:: python
+
+        hook = GongHook(gong_conn_id="gong_default")
+        result = hook.create_meeting(Meeting.build(start_time=..., end_time=..., ...))
+        print(result.meeting_id, result.meeting_url)
+    """
+
+    conn_name_attr = "gong_conn_id"
+    default_conn_name = "gong_default"
+    conn_type = "gong"
+    hook_name = "Gong"
+
+    def __init__(
+        self,
+        gong_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        rate_limit_per_second: float | None = None,
+        max_retry_wait: float | None = None,
+        max_attempts: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gong_conn_id = gong_conn_id
+        self._overrides = {
+            k: v
+            for k, v in {
+                "timeout": timeout,
+                "rate_limit_per_second": rate_limit_per_second,
+                "max_retry_wait": max_retry_wait,
+                "max_attempts": max_attempts,
+            }.items()
+            if v is not None
+        }
+        # Injectable for tests: retries sleep through this (pacing has its own clock/sleep).
+        self.sleep = time.sleep
+
+    # -- configuration --------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> GongSettings:
+        conn = self.get_connection(self.gong_conn_id)
+        extra = conn.extra_dejson or {}
+        token = extra.get("access_token")
+        auth_type = str(extra.get("auth_type") or ("bearer" if token else "basic")).lower()
+        data = {
+            **extra,
+            "base_url": normalise_base_url(conn.host, conn.schema, conn.port),
+            "auth_type": auth_type,
+            "access_key": conn.login or None,
+            "access_key_secret": conn.password or None,
+            "access_token": token or None,
+            **self._overrides,
+        }
+        try:
+            settings = GongSettings.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
+            )
+            raise GongValidationError(
+                f"Gong connection {self.gong_conn_id!r} is invalid: {problems}"
+            ) from None
+        for secret in (settings.access_key_secret, settings.access_token):
+            if secret:
+                mask_secret(secret.get_secret_value())
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        authorization = self.settings.authorization()
+        # Mask the derived value too: base64(key:secret) is as good as the secret itself.
+        mask_secret(authorization.split(" ", 1)[1])
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Authorization": authorization,
+                "Accept": "application/json",
+                "User-Agent": f"airflow-provider-gong/{__version__}",
+            }
+        )
+        return session
+
+    @cached_property
+    def bucket(self) -> TokenBucket:
+        return TokenBucket(self.settings.rate_limit_per_second)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    def get_conn(self) -> requests.Session:
+        """The configured session (Airflow's hook protocol)."""
+        return self.session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    # -- the one request path ---------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+        max_attempts: int | None = None,
+    ) -> Any:
+        """Send one API call under the pacing and retry policy and return the decoded JSON body.
+
+        :param idempotent: False for calls that must not be repeated once Gong may have received them
+            (creating a meeting). Those are retried only when Gong certainly did nothing: a 429 or a
+            connection that never opened.
+        :raises GongError: a typed subclass for every failure.
+        """
+        policy = retrying(
+            max_attempts=max_attempts or self.settings.max_attempts,
+            max_wait=self.settings.max_retry_wait,
+            sleep=self.sleep,
+        )
+        return policy(self._send_once, method.upper(), path, json, params, idempotent)
+
+    def _send_once(
+        self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
+    ) -> Any:
+        operation = f"{method} {path}"
+        self.bucket.acquire()
+        try:
+            response = self.session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                params=params,
+                timeout=(self.settings.connect_timeout, self.settings.timeout),
+            )
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, operation, idempotent) from exc
+        if not 200 <= response.status_code < 300:
+            return self._raise_for_status(response, operation, idempotent)
+        self.log.debug("%s -> %s", operation, response.status_code)
+        body = _json_or_none(response)
+        if body is None:
+            message = f"{operation} answered HTTP {response.status_code} with a body that is not JSON"
+            if idempotent:
+                raise GongError(message, status=response.status_code)
+            raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)
+        return body
+
+    def _transport_error(self, exc: requests.RequestException, operation: str, idempotent: bool) -> GongError:
+        kind = type(exc).__name__
+        if _never_sent(exc):
+            return GongConnectionError(
+                f"{operation} failed: could not connect to {self.base_url} ({kind}); check the host of "
+                f"connection {self.gong_conn_id!r} and the network.",
+                retryable=True,
+            )
+        lost_answer = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+        if not isinstance(exc, lost_answer):
+            return GongError(f"{operation} failed: {kind}: {exc}")
+        if idempotent:
+            return GongConnectionError(f"{operation} failed: no answer from Gong ({kind}).", retryable=True)
+        return GongMeetingMayExistError(
+            f"{operation} failed: the request reached Gong but no answer came back ({kind}). The meeting "
+            "may exist; it was not re-sent to avoid a duplicate. Check Gong before creating it again."
+        )
+
+    def _raise_for_status(self, response: requests.Response, operation: str, idempotent: bool) -> Any:
+        status = response.status_code
+        body = _json_or_none(response) or {}
+        if status == 429:
+            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            within_cap = retry_after is None or retry_after <= self.settings.max_retry_wait
+            error = error_from_response(
+                status, body, operation=operation, retry_after=retry_after, retryable=within_cap
+            )
+            if not within_cap:
+                error.message += (
+                    f" That is longer than max_retry_wait ({self.settings.max_retry_wait:g} s), so the call "
+                    "fails now; let Airflow retry the task later (retries/retry_delay)."
+                )
+                error.args = (error._render(),)
+            raise error
+        if status >= 500 and not idempotent:
+            request_id = body.get("requestId") if isinstance(body, dict) else None
+            raise GongMeetingMayExistError(
+                f"{operation} failed: Gong answered HTTP {status}, so the meeting may or may not exist; "
+                "it was not re-sent to avoid a duplicate. Check Gong before creating it again.",
+                status=status,
+                request_id=request_id,
+            )
+        raise error_from_response(
+            status, body, operation=operation, retryable=idempotent and status in _RETRYABLE_5XX
+        )
+
+    # -- Meetings API -----------------------------------------------------------------------------
+
+    def create_meeting(self, meeting: Meeting) -> MeetingResult:
+        """POST /v2/meetings. Not idempotent: see :class:`GongMeetingMayExistError`."""
+        body = self.request("POST", "/v2/meetings", json=meeting.to_payload(), idempotent=False)
+        if not isinstance(body, dict) or not body.get("meetingId"):
+            raise GongMeetingMayExistError(
+                "POST /v2/meetings answered 2xx without a meetingId; the meeting may exist."
+            )
+        return MeetingResult.from_response(body)
+
+    def update_meeting(self, meeting_id: str | int, meeting: Meeting) -> dict[str, Any]:
+        """PUT /v2/meetings/{id} with the full meeting (a PUT replaces it).
+
+        Returns ``request_id`` and ``meeting_id``.
+        """
+        path = f"/v2/meetings/{_meeting_id(meeting_id)}"
+        body = self.request("PUT", path, json=meeting.to_payload())
+        return {"request_id": body.get("requestId"), "meeting_id": str(body.get("meetingId") or meeting_id)}
+
+    def delete_meeting(self, meeting_id: str | int, organizer_email: str) -> bool:
+        """DELETE /v2/meetings/{id} (Gong wants the organizer in a JSON body).
+
+        Returns False when Gong says the meeting does not exist: deleting is idempotent.
+        """
+        path = f"/v2/meetings/{_meeting_id(meeting_id)}"
+        try:
+            self.request("DELETE", path, json={"organizerEmail": organizer_email})
+        except GongNotFoundError:
+            self.log.info("Gong meeting %s was already gone", meeting_id)
+            return False
+        return True
+
+    def get_integration_status(self, emails: Iterable[str]) -> list[dict[str, Any]]:
+        """POST /v2/meetings/integration/status for each <= 100 distinct emails.
+
+        Returns Gong's per-user entries (``email``, ``exists``, ``valid``, ``userFacingError``,
+        ``fixUrl``, ``helpUrl``).
+        """
+        unique = list(dict.fromkeys(e.strip() for e in emails if e and e.strip()))
+        users: list[dict[str, Any]] = []
+        for chunk in _chunks(unique, MAX_EMAILS_PER_STATUS_CALL):
+            body = self.request("POST", "/v2/meetings/integration/status", json={"emails": chunk})
+            users.extend(body.get("users") or [])
+        return users
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One authenticated GET /v2/users; the message says what is wrong when it fails."""
+        try:
+            body = self.request("GET", "/v2/users", max_attempts=1)
+        except GongError as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        count = len(body.get("users") or []) if isinstance(body, dict) else 0
+        return True, f"Connected to Gong at {self.base_url} ({count} users on the first page)."
+
+
+def _meeting_id(value: str | int) -> str:
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 20:
+        raise GongValidationError(
+            f"meeting_id must be Gong's numeric meeting ID (up to 20 digits), got {value!r}"
+        )
+    return text
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    """The decoded body; ``{}`` for an empty one; None when it is not JSON."""
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -1,0 +1,274 @@
+"""The meeting model: validate user input once, before any call, and build Gong's JSON body.
+
+The single-meeting operator and the warehouse batch both go through :meth:`Meeting.build`, so a row
+in a table and an operator argument are held to the same rules and produce the same payload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pendulum
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from airflow_provider_gong.exceptions import GongValidationError
+
+# Deliberately simple: one "@", no spaces or list separators, a dot in the domain. Gong does the
+# real check (unknown organizers get a 404); this only catches typos and mangled columns early.
+_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"']+@[^@\s,;<>()\[\]\"']+\.[A-Za-z]{2,}$")
+_INVITEE_KEYS = {
+    "email": "email",
+    "displayName": "display_name",
+    "display_name": "display_name",
+    "name": "display_name",
+    "firstName": "first_name",
+    "first_name": "first_name",
+    "lastName": "last_name",
+    "last_name": "last_name",
+}
+MAX_TITLE_LENGTH = 1000
+
+
+def _check_email(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+        raise ValueError(f"{what} must be an email address like name@company.com, got {value!r}")
+    return value.strip()
+
+
+def to_datetime(value: Any, timezone: str, what: str) -> pendulum.DateTime:
+    """Read a datetime, pendulum value or ISO-8601 string; a naive one is read in ``timezone``."""
+    tz = pendulum.timezone(timezone)
+    if isinstance(value, dt.datetime):
+        # Timezone.convert reads a naive value as wall-clock time in tz (DST-aware).
+        return pendulum.instance(tz.convert(value) if value.tzinfo is None else value)
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = pendulum.parse(value.strip(), exact=True, tz=None)
+        except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
+            raise ValueError(f"{what} is not an ISO-8601 date-time: {value!r}") from exc
+        if not isinstance(parsed, dt.datetime):
+            raise ValueError(f"{what} needs a date and a time (ISO-8601), got {value!r}")
+        return pendulum.instance(tz.convert(parsed) if parsed.tzinfo is None else parsed)
+    raise ValueError(f"{what} must be a datetime or an ISO-8601 string, got {value!r}")
+
+
+def parse_invitees(value: Any) -> list[dict[str, Any]]:
+    """Accept the shapes invitees arrive in and return a list of invitee dicts.
+
+    Shapes: a list of emails; a list of ``{email, displayName, firstName, lastName}`` dicts (camelCase
+    or snake_case); a JSON string of either (templated values and warehouse columns); or a string of
+    emails separated by commas or semicolons.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"invitees looks like JSON but does not parse: {exc.msg}") from exc
+        else:
+            value = [part.strip() for part in re.split(r"[,;]", text) if part.strip()]
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
+        raise ValueError(f"invitees must be a list of emails or invitee objects, got {value!r}")
+    result: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            result.append({"email": item})
+        elif isinstance(item, Invitee):
+            result.append(item.model_dump())
+        elif isinstance(item, Mapping):
+            unknown = set(item) - set(_INVITEE_KEYS)
+            if unknown:
+                raise ValueError(f"invitees[{index}] has unknown keys {sorted(unknown)}")
+            result.append({_INVITEE_KEYS[k]: v for k, v in item.items()})
+        else:
+            raise ValueError(f"invitees[{index}] must be an email or an object, got {item!r}")
+    return result
+
+
+class Invitee(BaseModel):
+    """One invitee of a meeting (the organizer is never one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str
+    display_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _email(cls, value: Any) -> str:
+        return _check_email(value, "invitee email")
+
+    def to_payload(self) -> dict[str, str]:
+        body = {
+            "email": self.email,
+            "displayName": self.display_name,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+        }
+        return {k: v for k, v in body.items() if v}
+
+
+class Meeting(BaseModel):
+    """A validated meeting. Build it with :meth:`build`, which turns problems into
+    :class:`GongValidationError` naming the field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    start_time: pendulum.DateTime
+    end_time: pendulum.DateTime
+    organizer_email: str
+    invitees: tuple[Invitee, ...]
+    title: str | None = None
+    external_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any, info: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        timezone = (info.context or {}).get("timezone", "UTC")
+        data = dict(data)
+        for name in ("start_time", "end_time"):
+            if name in data:
+                data[name] = to_datetime(data[name], timezone, name)
+        if "invitees" in data:
+            data["invitees"] = parse_invitees(data["invitees"])
+        external_id = data.get("external_id")
+        if isinstance(external_id, (int, dt.date)) and not isinstance(external_id, bool):
+            data["external_id"] = str(external_id)  # warehouse keys are often integers
+        for name in ("title", "external_id"):
+            if isinstance(data.get(name), str) and not data[name].strip():
+                data[name] = None
+        return data
+
+    @field_validator("organizer_email", mode="before")
+    @classmethod
+    def _organizer(cls, value: Any) -> str:
+        return _check_email(value, "organizer_email")
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_TITLE_LENGTH:
+            raise ValueError(f"title is longer than {MAX_TITLE_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Meeting:
+        if self.end_time <= self.start_time:
+            raise ValueError(
+                f"end_time ({self.end_time.isoformat()}) must be after start_time "
+                f"({self.start_time.isoformat()})"
+            )
+        organizer = self.organizer_email.lower()
+        seen: set[str] = set()
+        unique: list[Invitee] = []
+        for invitee in self.invitees:
+            key = invitee.email.lower()
+            if key == organizer or key in seen:
+                continue
+            seen.add(key)
+            unique.append(invitee)
+        if not unique:
+            raise ValueError("invitees: at least one invitee other than the organizer is required")
+        object.__setattr__(self, "invitees", tuple(unique))
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        start_time: Any,
+        end_time: Any,
+        organizer_email: Any,
+        invitees: Any,
+        title: Any = None,
+        external_id: Any = None,
+        timezone: str = "UTC",
+    ) -> Meeting:
+        """Validate raw input into a Meeting.
+
+        :param timezone: IANA name used to read naive start/end values (default UTC).
+        :raises GongValidationError: naming each bad field.
+        """
+        try:
+            pendulum.timezone(timezone)
+        except Exception as exc:
+            raise GongValidationError(f"timezone {timezone!r} is not a known IANA time zone") from exc
+        data = {
+            "start_time": start_time,
+            "end_time": end_time,
+            "organizer_email": organizer_email,
+            "invitees": invitees,
+            "title": title,
+            "external_id": external_id,
+        }
+        missing = [k for k in ("start_time", "end_time", "organizer_email", "invitees") if data[k] is None]
+        if missing:
+            raise GongValidationError(f"invalid meeting: missing required field(s) {', '.join(missing)}")
+        try:
+            return cls.model_validate(data, context={"timezone": timezone})
+        except ValidationError as exc:
+            raise GongValidationError(f"invalid meeting: {_describe(exc)}") from None
+        except ValueError as exc:  # raised by the "before" normaliser outside pydantic's wrapping
+            raise GongValidationError(f"invalid meeting: {exc}") from None
+
+    def to_payload(self) -> dict[str, Any]:
+        """Gong's camelCase JSON body for create and update (always with an explicit UTC offset)."""
+        body: dict[str, Any] = {
+            "startTime": self.start_time.isoformat(),
+            "endTime": self.end_time.isoformat(),
+            "organizerEmail": self.organizer_email,
+            "invitees": [i.to_payload() for i in self.invitees],
+        }
+        if self.title:
+            body["title"] = self.title
+        if self.external_id:
+            body["externalId"] = self.external_id
+        return body
+
+
+def _describe(exc: ValidationError) -> str:
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        messages.append(f"{where}: {msg}" if where and not msg.startswith(where) else msg)
+    return "; ".join(messages)
+
+
+@dataclass(frozen=True)
+class MeetingResult:
+    """What Gong returned for a created meeting. IDs stay strings: they exceed 2**53."""
+
+    meeting_id: str
+    meeting_url: str
+    request_id: str | None = None
+    additional_invitees: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any]) -> MeetingResult:
+        return cls(
+            meeting_id=str(body["meetingId"]),
+            meeting_url=str(body.get("meetingUrl") or ""),
+            request_id=body.get("requestId"),
+            additional_invitees=list(body.get("additionalInvitees") or []),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "meeting_id": self.meeting_id,
+            "meeting_url": self.meeting_url,
+            "request_id": self.request_id,
+            "additional_invitees": self.additional_invitees,
+        }

@@ -1,0 +1,450 @@
+"""A local stand-in for Gong's Meetings API, so DAGs and tests run offline over real HTTP.
+
+It follows gong-api.md: Basic and bearer auth (401 otherwise), JSON body validation (400 with
+``{requestId, errors}``), 404 for an unknown organizer or meeting, 409 with ``userFacingError`` /
+``fixUrl`` for an organizer whose consent page is off, 403 "Limited release" when switched on, and
+429 with ``Retry-After`` beyond a configured rate. Faults can be injected (5xx, 429, slow answers,
+connections dropped before or after the work is done), and every created meeting is recorded so a
+test can count duplicates.
+
+Standard library only: it is imported by a pytest plugin and must stay cheap to import.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_USERS = ("rep@acme.com", "ae@acme.com", "csm@acme.com")
+DEFAULT_USERS_WITHOUT_CONSENT = ("noconsent@acme.com",)
+LIMITED_RELEASE = "This API endpoint is in Limited release - contact your CSM for more information."
+CONSENT_OFF = "The Gong consent page is not enabled in your company. Contact your Gong Admin."
+FIX_URL = "https://app.gong.io/company/recording-consent/consent-page"
+HELP_URL = "https://help.gong.io/hc/en-us/articles/360056677792"
+ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@gong.io"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_MEETING_PATH = re.compile(r"^/v2/meetings/(\d{1,20})$")
+_FAULT_KINDS = ("status", "drop", "drop_after", "delay")
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, consumed by the next ``times`` matching requests.
+
+    kinds: ``status`` answers ``status`` without doing the work; ``drop`` closes the connection
+    without doing the work; ``drop_after`` does the work (e.g. creates the meeting) and then closes
+    the connection without answering; ``delay`` does the work and answers ``delay`` seconds late.
+    ``match`` restricts it to requests whose "METHOD /path" starts with that text.
+    """
+
+    kind: str
+    times: int = 1
+    status: int = 503
+    retry_after: int | None = None
+    delay: float = 0.0
+    match: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {_FAULT_KINDS}, got {self.kind!r}")
+
+
+@dataclass
+class Created:
+    meeting_id: str
+    payload: dict[str, Any]
+    at: float = field(default_factory=time.time)
+
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
+
+
+class _Drop(Exception):
+    """Close the connection without an answer."""
+
+
+class GongStandIn:
+    """The server. Use it as a context manager, or ``start()`` / ``stop()``.
+
+    :param port: 0 picks a free port; read :attr:`url` after start.
+    :param users: Gong users with the consent page enabled (organizers that work).
+    :param users_without_consent: Gong users whose consent page is off (create answers 409).
+    :param rate_limit_per_second: answer 429 beyond this many calls in any one-second window
+        (None: no limit).
+    :param limited_release: answer every Meetings call with 403 "Limited release".
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_key: str = "standin-key",
+        access_key_secret: str = "standin-secret-value",
+        access_token: str = "standin-bearer-token",
+        users: Iterable[str] = DEFAULT_USERS,
+        users_without_consent: Iterable[str] = DEFAULT_USERS_WITHOUT_CONSENT,
+        rate_limit_per_second: float | None = None,
+        retry_after: int = 1,
+        limited_release: bool = False,
+        company: str = "acme",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.access_key = access_key
+        self.access_key_secret = access_key_secret
+        self.access_token = access_token
+        self.users = {u.lower() for u in users}
+        self.users_without_consent = {u.lower() for u in users_without_consent}
+        self.rate_limit_per_second = rate_limit_per_second
+        self.retry_after = retry_after
+        self.limited_release = limited_release
+        self.company = company
+        self.lock = threading.RLock()
+        self.created: list[Created] = []
+        self.meetings: dict[str, dict[str, Any]] = {}
+        self.log: list[tuple[str, str, int]] = []
+        self._faults: list[Fault] = []
+        self._window: deque[float] = deque()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> GongStandIn:
+        handler = type("Handler", (_Handler,), {"standin": self})
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gong-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> GongStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def connection(self, *, auth: str = "basic", **extra: Any) -> dict[str, Any]:
+        """An Airflow connection (JSON form) pointing at this server."""
+        conn: dict[str, Any] = {"conn_type": "gong", "host": self.url, "extra": dict(extra)}
+        if auth == "bearer":
+            conn["extra"]["access_token"] = self.access_token
+        else:
+            conn["login"] = self.access_key
+            conn["password"] = self.access_key_secret
+        return conn
+
+    def connection_json(self, *, auth: str = "basic", **extra: Any) -> str:
+        """Value for ``AIRFLOW_CONN_GONG_DEFAULT``."""
+        return json.dumps(self.connection(auth=auth, **extra))
+
+    # -- control --------------------------------------------------------------------------------
+
+    def inject(self, kind: str, *, times: int = 1, **options: Any) -> None:
+        """Queue a :class:`Fault` for the next ``times`` matching requests."""
+        with self.lock:
+            self._faults.append(Fault(kind=kind, times=times, **options))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.created.clear()
+            self.meetings.clear()
+            self.log.clear()
+            self._faults.clear()
+            self._window.clear()
+
+    def created_count(self, external_id: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for c in self.created if external_id in (None, c.payload.get("externalId")))
+
+    def duplicates(self) -> dict[str, int]:
+        """externalIds created more than once (the thing a batch must never do)."""
+        counts: dict[str, int] = {}
+        with self.lock:
+            for c in self.created:
+                key = c.payload.get("externalId")
+                if key:
+                    counts[key] = counts.get(key, 0) + 1
+        return {k: n for k, n in counts.items() if n > 1}
+
+    # -- request handling -------------------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self._faults:
+                if fault.match is None or f"{method} {path}".startswith(fault.match):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _over_rate(self) -> bool:
+        if not self.rate_limit_per_second:
+            return False
+        now = time.monotonic()
+        with self.lock:
+            while self._window and now - self._window[0] >= 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.rate_limit_per_second:
+                return True
+            self._window.append(now)
+        return False
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return secrets.compare_digest(value, self.access_token)
+        if scheme.lower() == "basic":
+            expected = base64.b64encode(f"{self.access_key}:{self.access_key_secret}".encode()).decode()
+            return secrets.compare_digest(value, expected)
+        return False
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+        """Route one request; returns (status, JSON body, extra headers). Raises _Drop to hang up."""
+        if path.startswith("/_standin/"):
+            return self._admin(method, path, body)
+        if not self._authorized(headers.get("Authorization")):
+            return _error(401, "Access denied: missing or invalid credentials")
+        if self._over_rate():
+            return _error(429, "API request limit exceeded", headers={"Retry-After": str(self.retry_after)})
+        fault = self._take_fault(method, path)
+        if fault and fault.kind == "status":
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return _error(fault.status, "Injected failure", headers=extra)
+        if fault and fault.kind == "drop":
+            raise _Drop
+        if self.limited_release and path.startswith("/v2/meetings"):
+            return _error(403, LIMITED_RELEASE)
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            return _error(400, "Request body is not valid JSON")
+        result = self._route(method, path, data)
+        if fault and fault.kind == "drop_after":
+            raise _Drop
+        if fault and fault.kind == "delay":
+            time.sleep(fault.delay)
+        return result
+
+    def _route(self, method: str, path: str, data: Any) -> Answer:
+        if method == "GET" and path == "/v2/users":
+            return self._users()
+        if method == "POST" and path == "/v2/meetings":
+            return self._create(data)
+        if method == "POST" and path == "/v2/meetings/integration/status":
+            return self._status(data)
+        match = _MEETING_PATH.match(path)
+        if match and method == "PUT":
+            return self._update(match.group(1), data)
+        if match and method == "DELETE":
+            return self._delete(match.group(1), data)
+        return _error(404, f"No such endpoint: {method} {path}")
+
+    def _users(self) -> Answer:
+        users = sorted(self.users | self.users_without_consent)
+        records = {"totalRecords": len(users), "currentPageSize": len(users), "currentPageNumber": 0}
+        listing = [{"id": str(7_000_000_000_000_000_000 + i), "emailAddress": e} for i, e in enumerate(users)]
+        return 200, {"requestId": _request_id(), "records": records, "users": listing}, {}
+
+    def _check_organizer(self, email: str) -> Answer | None:
+        if email.lower() in self.users_without_consent:
+            return _error(
+                409,
+                "Conflict: consent page is not enabled",
+                userFacingError=CONSENT_OFF,
+                fixUrl=FIX_URL,
+                helpUrl=HELP_URL,
+            )
+        if email.lower() not in self.users:
+            return _error(404, "No Gong user found corresponding to the provided organizer email")
+        return None
+
+    def _create(self, data: Any) -> Answer:
+        problems = _meeting_problems(data)
+        if problems:
+            return _error(400, *problems)
+        refusal = self._check_organizer(data["organizerEmail"])
+        if refusal:
+            return refusal
+        with self.lock:
+            meeting_id = str(secrets.randbelow(9 * 10**18) + 10**18)  # 19 digits, beyond 2**53
+            self.created.append(Created(meeting_id, data))
+            self.meetings[meeting_id] = data
+        local = data["organizerEmail"].split("@")[0]
+        url = f"https://join.gong.io/{self.company}/{local}?tkn={secrets.token_urlsafe(16)}"
+        return (
+            200,
+            {
+                "requestId": _request_id(),
+                "meetingId": meeting_id,
+                "meetingUrl": url,
+                "additionalInvitees": [ASSISTANT],
+            },
+            {},
+        )
+
+    def _update(self, meeting_id: str, data: Any) -> Answer:
+        problems = _meeting_problems(data)
+        if problems:
+            return _error(400, *problems)
+        with self.lock:
+            if meeting_id not in self.meetings:
+                return _error(404, "No Gong meeting found with the provided meetingId")
+        refusal = self._check_organizer(data["organizerEmail"])
+        if refusal:
+            return refusal
+        with self.lock:
+            self.meetings[meeting_id] = data
+        return 200, {"requestId": _request_id(), "meetingId": meeting_id}, {}
+
+    def _delete(self, meeting_id: str, data: Any) -> Answer:
+        organizer = data.get("organizerEmail") if isinstance(data, dict) else None
+        with self.lock:
+            meeting = self.meetings.get(meeting_id)
+            if meeting is None or (organizer and organizer.lower() != meeting["organizerEmail"].lower()):
+                return _error(404, "No Gong meeting found corresponding to the provided organizer email")
+            del self.meetings[meeting_id]
+        return 200, {"organizerEmail": organizer or meeting["organizerEmail"]}, {}
+
+    def _status(self, data: Any) -> Answer:
+        emails = data.get("emails") if isinstance(data, dict) else None
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            return _error(400, "emails must be an array of strings")
+        if len(emails) > 100:
+            return _error(400, "emails may hold at most 100 addresses")
+        users = []
+        for email in emails:
+            known = email.lower() in self.users or email.lower() in self.users_without_consent
+            valid = email.lower() in self.users
+            entry: dict[str, Any] = {"email": email, "exists": known, "valid": valid}
+            if known and not valid:
+                entry.update(userFacingError=CONSENT_OFF, fixUrl=FIX_URL, helpUrl=HELP_URL)
+            elif not known:
+                entry["userFacingError"] = "No Gong user found with this email address."
+            users.append(entry)
+        return 200, {"requestId": _request_id(), "users": users}, {}
+
+    def _admin(self, method: str, path: str, body: bytes) -> Answer:
+        if method == "GET" and path == "/_standin/meetings":
+            with self.lock:
+                created = [{"meetingId": c.meeting_id, **c.payload} for c in self.created]
+            return 200, {"created": created, "duplicates": self.duplicates()}, {}
+        if method == "POST" and path == "/_standin/faults":
+            try:
+                self.inject(**json.loads(body or b"{}"))
+            except (TypeError, ValueError) as exc:
+                return _error(400, str(exc))
+            return 200, {"ok": True}, {}
+        if method == "POST" and path == "/_standin/reset":
+            self.reset()
+            return 200, {"ok": True}, {}
+        return _error(404, f"No such stand-in endpoint: {method} {path}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: GongStandIn
+    protocol_version = "HTTP/1.1"
+    # Without this a keep-alive client waits ~40 ms per call for a delayed ACK (see DESIGN.md).
+    disable_nagle_algorithm = True
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        try:
+            status, payload, headers = self.standin.handle(self.command, path, self.headers, body)
+        except _Drop:
+            with self.standin.lock:
+                self.standin.log.append((self.command, path, 0))
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        with self.standin.lock:
+            self.standin.log.append((self.command, path, status))
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:19]
+
+
+def _error(status: int, *errors: str, headers: dict[str, str] | None = None, **fields: Any) -> Answer:
+    return status, {"requestId": _request_id(), "errors": list(errors), **fields}, headers or {}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _meeting_problems(data: Any) -> list[str]:
+    """Gong's NewMeetingRequest rules (the four required fields; ISO-8601 with an offset)."""
+    if not isinstance(data, dict):
+        return ["Request body must be a JSON object"]
+    problems = []
+    start, end = _parse_time(data.get("startTime")), _parse_time(data.get("endTime"))
+    if start is None:
+        problems.append("startTime is required, in ISO-8601 format with a UTC offset or Z")
+    if end is None:
+        problems.append("endTime is required, in ISO-8601 format with a UTC offset or Z")
+    if start and end and end <= start:
+        problems.append("endTime must be after startTime")
+    organizer = data.get("organizerEmail")
+    if not isinstance(organizer, str) or not _EMAIL.match(organizer):
+        problems.append("organizerEmail is required and must be an email address")
+    invitees = data.get("invitees")
+    if not isinstance(invitees, list):
+        problems.append("invitees is required and must be an array")
+    else:
+        for i, invitee in enumerate(invitees):
+            if not isinstance(invitee, dict) or not all(isinstance(v, str) for v in invitee.values()):
+                problems.append(f"invitees[{i}] must be an object of strings")
+            elif invitee.get("email") and not _EMAIL.match(invitee["email"]):
+                problems.append(f"invitees[{i}].email is not an email address")
+    for name in ("title", "externalId"):
+        if name in data and data[name] is not None and not isinstance(data[name], str):
+            problems.append(f"{name} must be a string")
+    return problems
