@@ -1,4 +1,6 @@
 # Every target sets up what it needs: a fresh clone only needs python3 (>= 3.10) and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
@@ -9,9 +11,10 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install --quiet --disable-pip-version-check "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]" 2>&1 \
-		| grep -v "is ignored" || true
+	@# The machine's pip config names local indexes that may not exist; drop that noise, keep errors.
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) -m pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]" 2>&1 \
+		| { grep -v "is ignored" || true; }
 	$(PY) -c "import airflow_provider_gong, airflow.sdk, pytest, requests_mock"
 	touch $(STAMP)
 

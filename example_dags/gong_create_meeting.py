@@ -1,0 +1,56 @@
+"""
+### Create one Gong meeting
+
+Creates a Gong consent-meeting link for a call tomorrow, from templated values, then hands the
+meeting ID and URL to a downstream task (here it only prints them; in real life you would put the URL
+into the calendar invite together with Gong's `additional_invitees`).
+
+Connections: `gong_default` (type `gong`). Run it offline against the bundled stand-in:
+`python -m airflow_provider_gong.testing` prints the connection to export.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+
+
+@dag(
+    dag_id="gong_create_meeting",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["gong", "example"],
+    params={
+        "organizer_email": Param("rep@acme.com", type="string", format="idn-email"),
+        "invitees": Param(["buyer@client.com"], type="array"),
+        "title": Param("Discovery call", type="string"),
+    },
+    render_template_as_native_obj=True,
+)
+def gong_create_meeting() -> None:
+    create = GongCreateMeetingOperator(
+        task_id="create_meeting",
+        # Tomorrow at the top of the hour, for 30 minutes (rendered as native pendulum values).
+        start_time="{{ logical_date.add(days=1).start_of('hour') }}",
+        end_time="{{ logical_date.add(days=1).start_of('hour').add(minutes=30) }}",
+        invitees="{{ params.invitees }}",
+        organizer_email="{{ params.organizer_email }}",
+        title="{{ params.title }}",
+        external_id="{{ dag.dag_id }}:{{ run_id }}",
+        pool="gong_api",
+    )
+
+    @task
+    def share_link(meeting_id: str, meeting_url: str) -> str:
+        line = f"Gong meeting {meeting_id}: {meeting_url}"
+        print(line)
+        return line
+
+    share_link(create.output["meeting_id"], create.output["meeting_url"])
+
+
+gong_create_meeting()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import jsonschema
+
+from airflow_provider_gong import get_provider_info
+
+
+def test_provider_info_passes_airflows_schema():
+    schema = json.loads(resources.files("airflow").joinpath("provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_connection_form_is_declarative():
+    (conn_type,) = get_provider_info()["connection-types"]
+    behaviour = conn_type["ui-field-behaviour"]
+    assert behaviour["hidden-fields"] == ["schema", "port"]
+    assert behaviour["relabeling"]["login"] == "Access key"
+    assert behaviour["relabeling"]["password"] == "Access key secret"
+    assert "api.gong.io" in behaviour["placeholders"]["host"]
+    fields = conn_type["conn-fields"]
+    assert fields["access_token"]["schema"]["format"] == "password"  # sensitive in the UI
+    assert {"auth_type", "timeout", "rate_limit_per_second", "max_retry_wait"} <= set(fields)
+
+
+def test_providers_manager_registers_hook_and_link():
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    manager = ProvidersManager()
+    assert "airflow-provider-gong" in manager.providers
+    assert "airflow_provider_gong.links.GongMeetingLink" in manager.extra_links_class_names
+    hook_info = ProvidersManagerTaskRuntime().hooks["gong"]
+    assert hook_info.hook_class_name == "airflow_provider_gong.hooks.gong.GongHook"
+    assert hook_info.connection_id_attribute_name == "gong_conn_id"
+    assert hook_info.connection_testable
+
+
+def test_airflow_cli_lists_the_gong_connection_type():
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "hooks", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    rows = {row["connection_type"]: row for row in json.loads(out[out.index("[") :])}
+    assert rows["gong"]["class"] == "airflow_provider_gong.hooks.gong.GongHook"
