@@ -203,3 +203,8 @@ def error_from_response(
     if status >= 500:
         return GongServerError(f"{operation} failed: Gong had a server error.", retryable=retryable, **common)
     return GongError(f"{operation} failed with unexpected HTTP {status}.", **common)
+
+
+class GongBatchRowErrors(GongPermanentError):
+    """A batch finished, every outcome is in the ledger, and some rows failed or await
+    reconciliation. Retrying the task would not change them, so it is permanent."""
