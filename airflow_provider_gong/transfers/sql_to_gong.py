@@ -194,6 +194,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         "sql",
         "ledger_table",
         "timezone",
+        "fail_on_row_errors",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
@@ -211,7 +212,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         gong_conn_id: str = GongHook.default_conn_name,
         page_size: int = 500,
         retry_failed: bool = False,
-        fail_on_row_errors: bool = True,
+        fail_on_row_errors: bool | str = True,
         preflight: bool = False,
         progress_every_rows: int = 100,
         progress_every_seconds: float = 30.0,
@@ -282,7 +283,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 problems,
                 self.ledger_table,
             )
-            if self.fail_on_row_errors:
+            if _truthy(self.fail_on_row_errors):
                 raise GongBatchRowErrors(
                     f"{summary['failed']} row(s) failed and {summary['pending_unreconciled']} await "
                     f"reconciliation (created {summary['created']}); every outcome is in {self.ledger_table}."
@@ -423,3 +424,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 )
             index[fieldname] = position
         return index
+
+
+def _truthy(value: bool | str) -> bool:
+    """Templated flags render as strings unless the DAG renders native objects."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)

@@ -1,0 +1,67 @@
+"""
+### Gong meetings from a warehouse table (the daily batch)
+
+Reads every row of a warehouse table, creates a Gong consent-meeting link for each at Gong's rate
+limit, and writes each row's outcome to a results ledger in the same warehouse, exactly once per row.
+
+**Source table** (default `meetings_to_schedule`; columns can be remapped with `columns=`):
+
+| column | meaning |
+|---|---|
+| `id` | unique, orderable row key (the ledger key) |
+| `start_time`, `end_time` | timestamps or ISO-8601 strings; naive values are read in `timezone` |
+| `title` | optional |
+| `organizer_email` | a Gong user |
+| `invitees` | JSON array of emails or invitee objects, or `a@x.com, b@y.com` |
+| `external_id` | optional; the row key is sent when empty |
+
+**Ledger** (default `gong_meeting_ledger`, created if absent): `row_key, status, meeting_id,
+meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at`.
+`status` is `created`, `failed`, or `pending` (the create may have reached Gong; reconcile by hand).
+
+**Connections** (DAG params): `warehouse` (any common-sql connection: SQLite by default, PostgreSQL,
+MySQL, Snowflake...) and `gong_default`. **Pool**: `gong_api` caps concurrent Gong tasks across workers
+(`airflow pools set gong_api 1 "Gong API"`); the hook paces each task at the connection's rate.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+
+
+@dag(
+    dag_id="gong_meetings_from_warehouse",
+    schedule="0 6 * * *",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["gong", "example", "warehouse"],
+    render_template_as_native_obj=True,
+    params={
+        "table": Param("meetings_to_schedule", type="string"),
+        "warehouse_conn_id": Param("warehouse", type="string"),
+        "gong_conn_id": Param("gong_default", type="string"),
+        "ledger_table": Param("gong_meeting_ledger", type="string"),
+        "timezone": Param("UTC", type="string"),
+        "fail_on_row_errors": Param(True, type="boolean"),
+    },
+)
+def gong_meetings_from_warehouse() -> None:
+    SqlToGongMeetingsOperator(
+        task_id="create_meetings",
+        sql_conn_id="{{ params.warehouse_conn_id }}",
+        table="{{ params.table }}",
+        gong_conn_id="{{ params.gong_conn_id }}",
+        ledger_table="{{ params.ledger_table }}",
+        timezone="{{ params.timezone }}",
+        fail_on_row_errors="{{ params.fail_on_row_errors }}",
+        preflight=True,
+        pool="gong_api",
+    )
+
+
+gong_meetings_from_warehouse()
