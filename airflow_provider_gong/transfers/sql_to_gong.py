@@ -304,7 +304,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
         keys = [str(r["key"]) for r in records if r["key"] is not None]
         entries: dict[str, LedgerEntry] = ledger.lookup(keys)
         if self.preflight:
-            self._check_organizers(records, gong, organizers)
+            todo = [r for r in records if r["key"] is not None and self._due(entries.get(str(r["key"])))]
+            self._check_organizers(todo, gong, organizers)
         for record in records:
             progress.seen += 1
             self._run_row(record, entries, ledger, gong, progress, organizers)
@@ -394,6 +395,14 @@ class SqlToGongMeetingsOperator(BaseOperator):
         ledger.mark_created(key, result)
         entries[key] = LedgerEntry(CREATED, None, attempts)
         progress.created += 1
+
+    def _due(self, entry: LedgerEntry | None) -> bool:
+        """Whether a row with this ledger entry is to be sent now."""
+        if entry is None:
+            return True
+        if entry.status == FAILED:
+            return entry.error_kind != PERMANENT or bool(self.retry_failed)
+        return False  # created, or pending (never re-sent automatically)
 
     def _check_organizers(
         self, records: list[dict[str, Any]], gong: GongHook, organizers: dict[str, dict[str, Any]]

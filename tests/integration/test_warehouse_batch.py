@@ -109,9 +109,11 @@ def test_example_dag_creates_every_row_once_and_rerun_creates_nothing(warehouse,
     summary = xcoms(first)[("create_meetings", -1, "return_value")]
     assert (summary["created"], summary["failed"], summary["rows"]) == (12, 2, 14)
 
+    calls_before = len(fast_gong.log)
     second = run_dag(dag, run_conf=conf)
     assert second.state == "success"
     assert fast_gong.created_count() == 12  # nothing new
+    assert len(fast_gong.log) == calls_before  # not even a preflight call: every row is settled
     assert xcoms(second)[("create_meetings", -1, "return_value")]["skipped_created"] == 12
     assert fast_gong.duplicates() == {}
 
