@@ -162,6 +162,7 @@ def error_from_response(
     operation: str,
     retry_after: float | None = None,
     retryable: bool = False,
+    note: str = "",
 ) -> GongError:
     """Build the typed error for a non-2xx answer from Gong.
 
@@ -193,7 +194,7 @@ def error_from_response(
     if status == 429:
         wait = f" and asked to wait {retry_after:g} s" if retry_after is not None else ""
         return GongRateLimitError(
-            f"{operation} failed: {_ADVICE[429]} Gong answered 429{wait}.",
+            f"{operation} failed: {_ADVICE[429]} Gong answered 429{wait}.{note}",
             retry_after=retry_after,
             retryable=retryable,
             **common,

@@ -56,37 +56,30 @@ def run_dag(airflow_db: None):
     return _run
 
 
+def _rows_of_run(model, dag_run) -> list:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(model).filter(model.dag_id == dag_run.dag_id, model.run_id == dag_run.run_id).all()
+        )
+        session.expunge_all()
+        return rows
+
+
 @pytest.fixture
 def xcoms():
     """Read back the XComs of a DagRun as {(task_id, map_index, key): value}."""
+    from airflow.models.xcom import XComModel
 
-    def _read(dag_run) -> dict:
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            rows = (
-                session.query(XComModel)
-                .filter(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
-                .all()
-            )
-            return {(r.task_id, r.map_index, r.key): r.value for r in rows}
-
-    return _read
+    return lambda dag_run: {
+        (r.task_id, r.map_index, r.key): r.value for r in _rows_of_run(XComModel, dag_run)
+    }
 
 
 @pytest.fixture
 def task_states():
-    def _read(dag_run) -> dict:
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
+    """Read back {task_id: (state, try_number)} of a DagRun."""
+    from airflow.models.taskinstance import TaskInstance
 
-        with create_session() as session:
-            rows = (
-                session.query(TaskInstance)
-                .filter(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
-                .all()
-            )
-            return {r.task_id: (r.state, r.try_number) for r in rows}
-
-    return _read
+    return lambda dag_run: {r.task_id: (r.state, r.try_number) for r in _rows_of_run(TaskInstance, dag_run)}

@@ -312,16 +312,15 @@ class GongHook(BaseHook):
         if status == 429:
             retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             within_cap = retry_after is None or retry_after <= self.settings.max_retry_wait
-            error = error_from_response(
-                status, body, operation=operation, retry_after=retry_after, retryable=within_cap
+            note = (
+                ""
+                if within_cap
+                else f" That is longer than max_retry_wait ({self.settings.max_retry_wait:g} s), so the call "
+                "fails now; let Airflow retry the task later (retries/retry_delay)."
             )
-            if not within_cap:
-                error.message += (
-                    f" That is longer than max_retry_wait ({self.settings.max_retry_wait:g} s), so the call "
-                    "fails now; let Airflow retry the task later (retries/retry_delay)."
-                )
-                error.args = (error._render(),)
-            raise error
+            raise error_from_response(
+                status, body, operation=operation, retry_after=retry_after, retryable=within_cap, note=note
+            )
         if status >= 500 and not idempotent:
             request_id = body.get("requestId") if isinstance(body, dict) else None
             raise GongMeetingMayExistError(

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 
 from airflow_provider_gong.exceptions import (
@@ -36,7 +37,6 @@ from airflow_provider_gong.ledger import (
 from airflow_provider_gong.meetings import Meeting
 
 if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import Context
 
 #: meeting field -> source column. ``key`` identifies the row in the ledger.
@@ -243,7 +243,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         db = BaseHook.get_hook(self.sql_conn_id)
-        if not hasattr(db, "get_conn") or not hasattr(db, "placeholder"):
+        if not isinstance(db, DbApiHook):
             raise GongValidationError(
                 f"connection {self.sql_conn_id!r} is not a common-sql (DbApiHook) connection"
             )
@@ -327,20 +327,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
             return
         key = str(record["key"])
         entry = entries.get(key)
-        if entry and entry.status == CREATED:
-            progress.skipped_created += 1
-            return
-        if entry and entry.status == PENDING:
-            progress.skipped_pending += 1
-            self.log.warning(
-                "Row %s is pending from an earlier attempt: its meeting may exist in Gong. Not re-sent; "
-                "reconcile it in %s.",
-                key,
-                self.ledger_table,
-            )
-            return
-        if entry and entry.status == FAILED and entry.error_kind == PERMANENT and not self.retry_failed:
-            progress.skipped_failed += 1
+        if not self._due(entry):
+            assert entry is not None  # only ledger entries make a row not due
+            if entry.status == CREATED:
+                progress.skipped_created += 1
+            elif entry.status == PENDING:
+                progress.skipped_pending += 1
+                self.log.warning(
+                    "Row %s is pending from an earlier attempt: its meeting may exist in Gong. Not re-sent; "
+                    "reconcile it in %s.",
+                    key,
+                    self.ledger_table,
+                )
+            else:
+                progress.skipped_failed += 1
             return
 
         def fail(message: str, kind: str = PERMANENT, attempts: int | None = None) -> None:

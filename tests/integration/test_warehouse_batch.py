@@ -27,7 +27,7 @@ def _postgres_reason() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect(PG_URI.replace("postgresql://", "postgresql://", 1), connect_timeout=3) as conn:
+        with psycopg.connect(PG_URI, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # any failure means: no usable server here
         return f"PostgreSQL not reachable at {PG_URI}: {type(exc).__name__}: {exc}"
@@ -192,11 +192,12 @@ def test_preflight_fails_organizers_without_a_create_call(warehouse, fast_gong):
 
 def test_429_and_5xx_bursts_mid_batch_end_with_zero_duplicates(warehouse, fast_gong):
     seed(warehouse, demo_rows(20, bad=False))
-    fast_gong.inject("status", times=3, status=429, retry_after=0, match="POST /v2/meetings")
+    fast_gong.inject("delay", times=8, delay=0, match="POST /v2/meetings")  # 8 creates go through ...
+    fast_gong.inject("status", times=3, status=429, retry_after=0, match="POST /v2/meetings")  # ... then 429s
     summary1 = operator(warehouse, page_size=7).execute({})
+    assert [status for _, _, status in fast_gong.log][8:11] == [429, 429, 429]
     assert summary1["created"] == 20  # the 429s were waited out and retried: nothing was created by them
     # A 5xx burst on create: the outcome is unknown, so those rows stay pending and are not re-sent.
-    create_meetings_table(BaseHook.get_hook("warehouse"), warehouse["table"])
     insert_meetings(
         BaseHook.get_hook("warehouse"),
         [(100 + r[0], *r[1:6], f"x-{r[0]}") for r in demo_rows(10, bad=False)],
