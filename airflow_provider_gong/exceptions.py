@@ -209,3 +209,12 @@ def error_from_response(
 class GongBatchRowErrors(GongPermanentError):
     """A batch finished, every outcome is in the ledger, and some rows failed or await
     reconciliation. Retrying the task would not change them, so it is permanent."""
+
+
+class GongLedgerError(GongError):
+    """The batch could not write a row's outcome to the ledger, even after retries. The message
+    names the row and what to write by hand (for a created row: its meeting ID and URL)."""
+
+    def __init__(self, message: str, *, row_key: str, **kwargs: Any) -> None:
+        self.row_key = row_key
+        super().__init__(message, **kwargs)

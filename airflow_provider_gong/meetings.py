@@ -40,6 +40,11 @@ def _check_email(value: Any, what: str) -> str:
     return value.strip()
 
 
+def is_valid_email(value: Any) -> bool:
+    """Whether ``value`` passes the same check as organizer and invitee emails."""
+    return isinstance(value, str) and bool(_EMAIL.match(value.strip()))
+
+
 def to_datetime(value: Any, timezone: str, what: str) -> pendulum.DateTime:
     """Read a datetime, pendulum value or ISO-8601 string; a naive one is read in ``timezone``."""
     tz = pendulum.timezone(timezone)
@@ -257,12 +262,31 @@ class MeetingResult:
     additional_invitees: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_response(cls, body: Mapping[str, Any]) -> MeetingResult:
+    def from_response(cls, body: Any) -> MeetingResult | None:
+        """Read Gong's create answer; None when it holds no usable ``meetingId``.
+
+        Lenient about everything else on purpose: once Gong has created a meeting, its ID must reach
+        the caller even if the URL or ``additionalInvitees`` come back in an odd shape (malformed
+        invitee entries are dropped, a non-string URL becomes "").
+        """
+        if not isinstance(body, Mapping):
+            return None
+        raw_id = body.get("meetingId")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or not str(raw_id).strip():
+            return None
+        url = body.get("meetingUrl")
+        request_id = body.get("requestId")
+        extra = body.get("additionalInvitees")
+        invitees = [
+            {str(k): v for k, v in item.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            for item in (extra if isinstance(extra, list) else [])
+            if isinstance(item, Mapping)
+        ]
         return cls(
-            meeting_id=str(body["meetingId"]),
-            meeting_url=str(body.get("meetingUrl") or ""),
-            request_id=body.get("requestId"),
-            additional_invitees=list(body.get("additionalInvitees") or []),
+            meeting_id=str(raw_id).strip(),
+            meeting_url=url if isinstance(url, str) else "",
+            request_id=str(request_id) if isinstance(request_id, (str, int)) else None,
+            additional_invitees=invitees,
         )
 
     def to_dict(self) -> dict[str, Any]:

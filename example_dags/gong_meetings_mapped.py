@@ -22,8 +22,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import BaseHook, dag, get_current_context, task
 
-from airflow_provider_gong.ledger import quote_identifier
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+from airflow_provider_gong.sync.sql import quote_identifier
 
 SOURCE_TABLE = "meetings_to_schedule"
 RESULTS_TABLE = "gong_meeting_results"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import time
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -14,7 +15,7 @@ import requests
 import urllib3.exceptions
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from airflow_provider_gong import __version__
 from airflow_provider_gong.exceptions import (
@@ -27,10 +28,22 @@ from airflow_provider_gong.exceptions import (
 )
 from airflow_provider_gong.meetings import Meeting, MeetingResult
 from airflow_provider_gong.pacing import TokenBucket, retrying
+from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 DEFAULT_HOST = "https://api.gong.io"
 MAX_EMAILS_PER_STATUS_CALL = 100
 _RETRYABLE_5XX = frozenset({502, 503, 504})
+# RFC 6750 token characters, loosened to any visible ASCII: what an HTTP header can carry as-is.
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+# requests raises these while preparing a request, before any byte leaves the machine.
+_NOT_SENT = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidJSONError,
+    requests.exceptions.URLRequired,
+)
 
 
 class GongSettings(BaseModel):
@@ -49,16 +62,37 @@ class GongSettings(BaseModel):
     access_token: SecretStr | None = None
     timeout: float = Field(30.0, gt=0, description="read timeout, seconds")
     connect_timeout: float = Field(10.0, gt=0)
+    deadline: float | None = Field(None, gt=0, description="total seconds per call; default connect+read")
     rate_limit_per_second: float = Field(3.0, gt=0)
     max_retry_wait: float = Field(60.0, ge=0)
     max_attempts: int = Field(5, ge=1)
 
+    @field_validator("access_key", "access_key_secret", "access_token", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        # A value pasted with a trailing newline or space is the commonest copy-paste accident.
+        return value.strip() or None if isinstance(value, str) else value
+
+    @property
+    def total_deadline(self) -> float:
+        """Seconds one call may take from connect to the last byte of the answer."""
+        return self.deadline if self.deadline is not None else self.connect_timeout + self.timeout
+
     def authorization(self) -> str:
-        """The Authorization header value (masked in logs before it is ever used)."""
+        """The Authorization header value (masked in logs before it is ever used).
+
+        Checked here, before any row of a batch is touched, so that a credential that cannot be sent
+        fails the task once instead of every row (and never appears in requests' error text).
+        """
         if self.auth_type == "bearer":
             if not self.access_token or not self.access_token.get_secret_value():
                 raise GongValidationError(
                     "Gong connection uses bearer auth but has no access_token in its extras"
+                )
+            if not _HEADER_SAFE.match(self.access_token.get_secret_value()):
+                raise GongValidationError(
+                    "the Gong connection's access_token contains characters an HTTP header cannot carry "
+                    "(spaces, line breaks, control or non-ASCII characters); paste the token again"
                 )
             return f"Bearer {self.access_token.get_secret_value()}"
         if not (self.access_key and self.access_key_secret):
@@ -178,6 +212,11 @@ class GongHook(BaseHook):
     @cached_property
     def settings(self) -> GongSettings:
         conn = self.get_connection(self.gong_conn_id)
+        if conn.conn_type and conn.conn_type.lower() != self.conn_type:
+            raise GongValidationError(
+                f"connection {self.gong_conn_id!r} has type {conn.conn_type!r}; the Gong hook needs a "
+                f"connection of type {self.conn_type!r}"
+            )
         extra = conn.extra_dejson or {}
         token = extra.get("access_token")
         auth_type = str(extra.get("auth_type") or ("bearer" if token else "basic")).lower()
@@ -202,6 +241,9 @@ class GongHook(BaseHook):
         for secret in (settings.access_key_secret, settings.access_token):
             if secret:
                 mask_secret(secret.get_secret_value())
+        for raw in (conn.password, token):  # as stored, in case it differs from the stripped value
+            if isinstance(raw, str) and raw.strip():
+                mask_secret(raw)
         return settings
 
     @cached_property
@@ -210,6 +252,9 @@ class GongHook(BaseHook):
         # Mask the derived value too: base64(key:secret) is as good as the secret itself.
         mask_secret(authorization.split(" ", 1)[1])
         session = requests.Session()
+        adapter = DeadlineAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         session.headers.update(
             {
                 "Authorization": authorization,
@@ -266,21 +311,26 @@ class GongHook(BaseHook):
         self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
     ) -> Any:
         operation = f"{method} {path}"
+        session = self.session  # builds and checks the credentials: nothing is sent if they are unusable
         self.bucket.acquire()
+        deadline = self.settings.total_deadline
         try:
-            response = self.session.request(
-                method,
-                self.base_url + path,
-                json=json,
-                params=params,
-                timeout=(self.settings.connect_timeout, self.settings.timeout),
-            )
-        except requests.RequestException as exc:
-            raise self._transport_error(exc, operation, idempotent) from exc
-        if not 200 <= response.status_code < 300:
-            return self._raise_for_status(response, operation, idempotent)
-        self.log.debug("%s -> %s", operation, response.status_code)
-        body = _json_or_none(response)
+            with DeadlineAdapter.deadline(deadline):
+                response = session.request(
+                    method,
+                    self.base_url + path,
+                    json=json,
+                    params=params,
+                    timeout=(self.settings.connect_timeout, self.settings.timeout),
+                )
+            if not 200 <= response.status_code < 300:
+                return self._raise_for_status(response, operation, idempotent)
+            self.log.debug("%s -> %s", operation, response.status_code)
+            body = _json_or_none(response)
+        except GongError:
+            raise
+        except Exception as exc:
+            raise self._transport_error(exc, operation, idempotent) from None
         if body is None:
             message = f"{operation} answered HTTP {response.status_code} with a body that is not JSON"
             if idempotent:
@@ -288,22 +338,37 @@ class GongHook(BaseHook):
             raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)
         return body
 
-    def _transport_error(self, exc: requests.RequestException, operation: str, idempotent: bool) -> GongError:
+    def _transport_error(self, exc: Exception, operation: str, idempotent: bool) -> GongError:
+        """Classify a failure without an HTTP answer by what Gong may have seen.
+
+        Only "never sent" is safe to repeat for a create: anything else (timeouts, dropped or reset
+        connections, an answer that could not be read or decoded, a blown deadline, or an error this
+        code does not know) may have happened after Gong acted, so a create becomes "may exist".
+        The exception text is never copied for header errors: requests quotes the header value.
+        """
         kind = type(exc).__name__
-        if _never_sent(exc):
+        if isinstance(exc, requests.RequestException) and _never_sent(exc):
             return GongConnectionError(
                 f"{operation} failed: could not connect to {self.base_url} ({kind}); check the host of "
-                f"connection {self.gong_conn_id!r} and the network.",
+                f"the Gong connection and the network.",
                 retryable=True,
             )
-        lost_answer = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-        if not isinstance(exc, lost_answer):
-            return GongError(f"{operation} failed: {kind}: {exc}")
+        if isinstance(exc, _NOT_SENT):
+            detail = "" if isinstance(exc, requests.exceptions.InvalidHeader) else f": {exc}"
+            return GongValidationError(f"{operation} was not sent: the request is malformed ({kind}){detail}")
+        if isinstance(exc, DeadlineExceeded) or getattr(exc, "deadline_exceeded", False):
+            what = f"no complete answer within the {self.settings.total_deadline:g} s deadline"
+        else:
+            what = f"the answer was lost or unreadable ({kind})"
         if idempotent:
-            return GongConnectionError(f"{operation} failed: no answer from Gong ({kind}).", retryable=True)
+            transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+            return GongConnectionError(
+                f"{operation} failed: {what}.",
+                retryable=isinstance(exc, (*transient, DeadlineExceeded)),
+            )
         return GongMeetingMayExistError(
-            f"{operation} failed: the request reached Gong but no answer came back ({kind}). The meeting "
-            "may exist; it was not re-sent to avoid a duplicate. Check Gong before creating it again."
+            f"{operation} failed: the request may have reached Gong but {what}. The meeting may exist; "
+            "it was not re-sent to avoid a duplicate. Check Gong before creating it again."
         )
 
     def _raise_for_status(self, response: requests.Response, operation: str, idempotent: bool) -> Any:
@@ -336,13 +401,30 @@ class GongHook(BaseHook):
     # -- Meetings API -----------------------------------------------------------------------------
 
     def create_meeting(self, meeting: Meeting) -> MeetingResult:
-        """POST /v2/meetings. Not idempotent: see :class:`GongMeetingMayExistError`."""
-        body = self.request("POST", "/v2/meetings", json=meeting.to_payload(), idempotent=False)
-        if not isinstance(body, dict) or not body.get("meetingId"):
+        """POST /v2/meetings. Not idempotent, so its failures come in exactly two kinds:
+
+        - :class:`GongMeetingMayExistError`: Gong may have created the meeting (lost, late, garbled or
+          5xx answer, or any error this code did not foresee). Never re-send it automatically.
+        - any other :class:`GongError`: Gong certainly created nothing (bad input, 4xx, 429, a
+          connection that never opened, credentials that cannot be sent). Safe to try again later.
+        """
+        try:
+            body = self.request("POST", "/v2/meetings", json=meeting.to_payload(), idempotent=False)
+            result = MeetingResult.from_response(body)
+        except GongError:
+            raise
+        except Exception as exc:
             raise GongMeetingMayExistError(
-                "POST /v2/meetings answered 2xx without a meetingId; the meeting may exist."
+                f"POST /v2/meetings failed after it may have reached Gong ({type(exc).__name__}: {exc}); "
+                "the meeting may exist."
+            ) from exc
+        if result is None:
+            raise GongMeetingMayExistError(
+                "POST /v2/meetings answered 2xx without a usable meetingId; the meeting may exist.",
+                request_id=body.get("requestId") if isinstance(body, dict) else None,
             )
-        return MeetingResult.from_response(body)
+        self.log.debug("Created Gong meeting %s, requestId=%s", result.meeting_id, result.request_id)
+        return result
 
     def update_meeting(self, meeting_id: str | int, meeting: Meeting) -> dict[str, Any]:
         """PUT /v2/meetings/{id} with the full meeting (a PUT replaces it).

@@ -1,180 +1,60 @@
 """Warehouse batch: rows of a SQL table (or query) -> Gong meetings -> outcomes in a results ledger.
 
-Reads through any common-sql connection in keyset pages (``WHERE key > last ORDER BY key LIMIT n``),
-so memory stays bounded, no cursor or lock is held while Gong is called, and the same code runs on
-SQLite, PostgreSQL, MySQL, Snowflake, DuckDB ... (any database with LIMIT). Every meeting goes
-through the same :class:`~airflow_provider_gong.meetings.Meeting` model and
+The operator holds the arguments, the checks that fail the whole task before any row is touched, and
+the summary; the protocol itself (source -> plan -> claim -> call -> record) lives in
+:mod:`airflow_provider_gong.sync`. Every meeting goes through the same
+:class:`~airflow_provider_gong.meetings.Meeting` model and
 :class:`~airflow_provider_gong.hooks.gong.GongHook` as the single-meeting operator.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_provider_gong.exceptions import (
-    GongBatchRowErrors,
-    GongError,
-    GongMeetingMayExistError,
-    GongValidationError,
-)
+from airflow_provider_gong.exceptions import GongBatchRowErrors, GongValidationError
 from airflow_provider_gong.hooks.gong import GongHook
-from airflow_provider_gong.ledger import (
-    CREATED,
-    FAILED,
-    PENDING,
-    PERMANENT,
-    TRANSIENT,
-    LedgerEntry,
-    ResultsLedger,
-    quote_identifier,
-)
-from airflow_provider_gong.meetings import Meeting
+from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.run import DEFAULT_COLUMNS, REQUIRED_COLUMNS, BatchProgress, BatchRun
+from airflow_provider_gong.sync.source import SourceReader
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: meeting field -> source column. ``key`` identifies the row in the ledger.
-DEFAULT_COLUMNS: dict[str, str] = {
-    "key": "id",
-    "start_time": "start_time",
-    "end_time": "end_time",
-    "title": "title",
-    "organizer_email": "organizer_email",
-    "invitees": "invitees",
-    "external_id": "external_id",
-}
-_REQUIRED = ("key", "start_time", "end_time", "organizer_email", "invitees")
-
-
-class SourceReader:
-    """Keyset-paged reads of a table or a query, on one open connection."""
-
-    def __init__(
-        self, hook: DbApiHook, conn: Any, *, table: str | None, sql: str | None, key: str, page_size: int
-    ):
-        if bool(table) == bool(sql):
-            raise GongValidationError("give exactly one of table= or sql=")
-        source = quote_identifier(hook, table, what="table") if table else f"({sql.strip().rstrip(';')})"
-        self.source = f"{source} src"
-        self.key = f"src.{quote_identifier(hook, key, what='key column')}"
-        self.key_name = key.lower()
-        self.conn = conn
-        self.ph = hook.placeholder
-        self.page_size = page_size
-        #: rows returned by each fetch, so tests can prove memory stays bounded
-        self.fetch_sizes: list[int] = []
-
-    def count(self) -> int:
-        return int(self._query(f"SELECT COUNT(*) FROM {self.source}", ())[1][0][0])
-
-    def pages(self) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
-        """Yield (column names, rows) pages in key order until the source is exhausted."""
-        last: Any = None
-        while True:
-            where = "" if last is None else f" WHERE {self.key} > {self.ph}"
-            sql = f"SELECT * FROM {self.source}{where} ORDER BY {self.key} LIMIT {int(self.page_size)}"
-            names, rows = self._query(sql, () if last is None else (last,))
-            self.fetch_sizes.append(len(rows))
-            if not rows:
-                return
-            yield names, rows
-            last = rows[-1][[n.lower() for n in names].index(self.key_name)]
-            if len(rows) < self.page_size:
-                return
-
-    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self.conn.cursor()
-        try:
-            if params:
-                cur.execute(sql, params)
-            else:
-                cur.execute(sql)
-            rows = cur.fetchall()  # bounded: every paged query has a LIMIT
-            names = [d[0] for d in cur.description or ()]
-        finally:
-            cur.close()
-        # Readers must not hold a transaction (and its locks) open while Gong is called.
-        self.conn.commit()
-        return names, [tuple(r) for r in rows]
-
-
-@dataclass
-class BatchProgress:
-    """Counters plus a rate-limited progress line, so long batches can be followed in the task log."""
-
-    total: int
-    every_rows: int
-    every_seconds: float
-    seen: int = 0
-    created: int = 0
-    failed: int = 0
-    unknown: int = 0
-    skipped_created: int = 0
-    skipped_failed: int = 0
-    skipped_pending: int = 0
-    started: float = field(default_factory=time.monotonic)
-    _last_log: float = field(default_factory=time.monotonic)
-    _last_seen: int = 0
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if self.seen - self._last_seen >= self.every_rows or now - self._last_log >= self.every_seconds:
-            self._last_log, self._last_seen = now, self.seen
-            return True
-        return False
-
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = self.created / elapsed
-        remaining = max(self.total - self.seen, 0)
-        eta = f"{remaining / rate:.0f} s" if rate > 0 else "n/a"
-        pct = 100.0 * self.seen / self.total if self.total else 100.0
-        return (
-            f"Progress: {self.seen}/{self.total} rows ({pct:.0f}%), created {self.created}, "
-            f"failed {self.failed}, outcome unknown {self.unknown}, skipped {self.skipped}, "
-            f"{rate:.2f} meetings/s, ETA {eta}"
-        )
-
-    @property
-    def skipped(self) -> int:
-        return self.skipped_created + self.skipped_failed + self.skipped_pending
-
-    def summary(self) -> dict[str, int]:
-        return {
-            "rows": self.seen,
-            "created": self.created,
-            "failed": self.failed,
-            "outcome_unknown": self.unknown,
-            "skipped_created": self.skipped_created,
-            "skipped_failed": self.skipped_failed,
-            "pending_unreconciled": self.skipped_pending + self.unknown,
-        }
+__all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
 
 
 class SqlToGongMeetingsOperator(BaseOperator):
     """Create a Gong meeting for every row of a warehouse table, exactly once per row.
 
-    Each row's outcome goes to a results ledger table in the same warehouse (created if absent):
-    ``row_key, status (pending/created/failed), meeting_id, meeting_url, request_id,
-    additional_invitees, error, error_kind, attempts, updated_at``. Reruns skip created rows, skip
-    permanently failed rows unless ``retry_failed``, retry rows that failed transiently, and never
-    re-post ``pending`` rows (their create may have reached Gong): those are reported for
+    Each row's outcome goes to a results ledger table in the same warehouse (created if absent, a
+    0.1.0 ledger is migrated): ``row_key, status (pending/created/failed), meeting_id, meeting_url,
+    request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by``. A row is
+    sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
+    runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
+    rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
+    and never re-post ``pending`` rows (their create may have reached Gong): those are reported for
     reconciliation. One bad row never stops the others; authentication, permission and quota
     problems stop the batch (every later row would fail the same way) and fail the task so Airflow
-    can retry it.
+    can retry it. Task-level problems (unknown timezone, unusable Gong connection, missing source or
+    column) fail the task before any row is touched. Rows with a NULL, duplicated or over-long key
+    are reported and counted as failed, never sent.
 
     :param sql_conn_id: any common-sql connection (templated).
     :param table: source table, ``name`` or ``schema.name`` (templated). Or give ``sql``.
-    :param sql: a SELECT whose rows are the meetings (templated); it is wrapped as a subquery.
+    :param sql: a SELECT whose rows are the meetings (templated); it is wrapped as a subquery. Write
+        it as in any SQL client (``LIKE 'a%'`` needs no escaping on any driver).
     :param columns: meeting field -> column, merged over :data:`DEFAULT_COLUMNS`. The key column must
-        be unique and orderable. When ``external_id`` is missing or NULL, the row key is sent as
-        Gong's ``externalId`` so a meeting can always be traced back to its row.
+        be unique and orderable; keys are compared as text (``str(value)``, at most 255 characters).
+        When ``external_id`` is missing or NULL, the row key is sent as Gong's ``externalId`` so a
+        meeting can always be traced back to its row.
     :param ledger_table: results table (templated; default ``gong_meeting_ledger``).
     :param timezone: IANA zone for naive timestamps (templated; default UTC).
     :param page_size: rows per read; bounds memory.
@@ -195,6 +75,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         "ledger_table",
         "timezone",
         "fail_on_row_errors",
+        "retry_failed",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
@@ -211,9 +92,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
         timezone: str = "UTC",
         gong_conn_id: str = GongHook.default_conn_name,
         page_size: int = 500,
-        retry_failed: bool = False,
+        retry_failed: bool | str = False,
         fail_on_row_errors: bool | str = True,
-        preflight: bool = False,
+        preflight: bool | str = False,
         progress_every_rows: int = 100,
         progress_every_seconds: float = 30.0,
         **kwargs: Any,
@@ -239,48 +120,76 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.preflight = preflight
         self.progress_every_rows = progress_every_rows
         self.progress_every_seconds = progress_every_seconds
-        self.reader: SourceReader | None = None  # kept for inspection in tests
+        self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
 
     def execute(self, context: Context) -> dict[str, Any]:
+        # Task-level problems fail the task here, before any row is read, claimed or charged.
+        try:
+            pendulum.timezone(self.timezone)
+        except Exception:
+            raise GongValidationError(f"timezone {self.timezone!r} is not a known IANA time zone") from None
         db = BaseHook.get_hook(self.sql_conn_id)
         if not isinstance(db, DbApiHook):
             raise GongValidationError(
                 f"connection {self.sql_conn_id!r} is not a common-sql (DbApiHook) connection"
             )
         gong = GongHook(gong_conn_id=self.gong_conn_id)
-        conn = db.get_conn()
+        gong.get_conn()  # connection type, settings and credentials checked, nothing sent
+        source = SourceReader(
+            db, table=self.table, sql=self.sql, key=self.columns["key"], page_size=self.page_size
+        )
+        ledger: ResultsLedger | None = None
         try:
-            ledger = ResultsLedger(db, conn, self.ledger_table)
+            names = {n.lower() for n in source.columns()}
+            missing = [
+                f"{self.columns[f]!r} ({f})" for f in REQUIRED_COLUMNS if self.columns[f].lower() not in names
+            ]
+            if missing:
+                raise GongValidationError(
+                    f"source has no column {', '.join(missing)}; columns are {sorted(names)}. "
+                    "Map them with columns={...}."
+                )
+            ledger = ResultsLedger(db, self.ledger_table, owner=_owner(context))
             ledger.ensure_table()
-            self.reader = SourceReader(
-                db, conn, table=self.table, sql=self.sql, key=self.columns["key"], page_size=self.page_size
-            )
-            progress = BatchProgress(
-                self.reader.count(), self.progress_every_rows, self.progress_every_seconds
-            )
+            progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self.log.info(
-                "Creating Gong meetings for %d rows of %s into ledger %s (pace %.2g calls/s)",
+                "Creating Gong meetings for %d rows of %s into ledger %s (pace %.2g calls/s, claims as %s)",
                 progress.total,
                 self.table or "query",
                 self.ledger_table,
                 gong.settings.rate_limit_per_second,
+                ledger.owner,
             )
-            organizers: dict[str, dict[str, Any]] = {}
+            self.batch = BatchRun(
+                source=source,
+                ledger=ledger,
+                gong=gong,
+                columns=self.columns,
+                timezone=self.timezone,
+                retry_failed=_truthy(self.retry_failed),
+                preflight=_truthy(self.preflight),
+                progress=progress,
+            )
             try:
-                for names, rows in self.reader.pages():
-                    self._run_page(names, rows, ledger, gong, progress, organizers)
+                self.batch.run()
             finally:
                 self.log.info("Batch finished. %s", progress.line())
         finally:
-            conn.close()
+            source.close()
+            if ledger is not None:
+                ledger.close()
             gong.close()
-        summary = {**progress.summary(), "ledger_table": self.ledger_table}
+        summary: dict[str, Any] = {**progress.summary(), "ledger_table": self.ledger_table}
         problems = summary["failed"] + summary["pending_unreconciled"]
         if problems:
             self.log.warning(
-                "%d row(s) need attention; see status/error in ledger %s (status 'pending' = the create may "
-                "have reached Gong: check Gong by externalId, then set the row to created or delete it).",
+                "%d row(s) need attention: %d failed (%d with unusable keys), %d pending. See status/error "
+                "in ledger %s ('pending' = the create may have reached Gong: check Gong by externalId, "
+                "then set the row to created or failed).",
                 problems,
+                summary["failed"],
+                summary["invalid_keys"] + summary["duplicate_keys"],
+                summary["pending_unreconciled"],
                 self.ledger_table,
             )
             if _truthy(self.fail_on_row_errors):
@@ -290,149 +199,16 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 )
         return summary
 
-    def _run_page(
-        self,
-        names: list[str],
-        rows: list[tuple[Any, ...]],
-        ledger: ResultsLedger,
-        gong: GongHook,
-        progress: BatchProgress,
-        organizers: dict[str, dict[str, Any]],
-    ) -> None:
-        index = self._column_index(names)
-        records = [{f: (row[i] if i is not None else None) for f, i in index.items()} for row in rows]
-        keys = [str(r["key"]) for r in records if r["key"] is not None]
-        entries: dict[str, LedgerEntry] = ledger.lookup(keys)
-        if self.preflight:
-            todo = [r for r in records if r["key"] is not None and self._due(entries.get(str(r["key"])))]
-            self._check_organizers(todo, gong, organizers)
-        for record in records:
-            progress.seen += 1
-            self._run_row(record, entries, ledger, gong, progress, organizers)
-            if progress.due():
-                self.log.info("%s", progress.line())
 
-    def _run_row(
-        self,
-        record: dict[str, Any],
-        entries: dict[str, LedgerEntry],
-        ledger: ResultsLedger,
-        gong: GongHook,
-        progress: BatchProgress,
-        organizers: dict[str, dict[str, Any]],
-    ) -> None:
-        if record["key"] is None:
-            progress.failed += 1
-            self.log.error("A row has a NULL %s; it cannot be tracked and was skipped", self.columns["key"])
-            return
-        key = str(record["key"])
-        entry = entries.get(key)
-        if not self._due(entry):
-            assert entry is not None  # only ledger entries make a row not due
-            if entry.status == CREATED:
-                progress.skipped_created += 1
-            elif entry.status == PENDING:
-                progress.skipped_pending += 1
-                self.log.warning(
-                    "Row %s is pending from an earlier attempt: its meeting may exist in Gong. Not re-sent; "
-                    "reconcile it in %s.",
-                    key,
-                    self.ledger_table,
-                )
-            else:
-                progress.skipped_failed += 1
-            return
-
-        def fail(message: str, kind: str = PERMANENT, attempts: int | None = None) -> None:
-            ledger.mark_failed(
-                key, message, kind, exists=entry is not None or attempts is not None, attempts=attempts
-            )
-            entries[key] = LedgerEntry(FAILED, kind, attempts or (entry.attempts if entry else 0))
-            progress.failed += 1
-
-        try:
-            meeting = Meeting.build(
-                start_time=record["start_time"],
-                end_time=record["end_time"],
-                organizer_email=record["organizer_email"],
-                invitees=record["invitees"],
-                title=record["title"],
-                external_id=record["external_id"] if record["external_id"] not in (None, "") else key,
-                timezone=self.timezone,
-            )
-        except GongValidationError as exc:
-            fail(str(exc))
-            self.log.warning("Row %s failed validation: %s", key, exc)
-            return
-        refusal = organizers.get(meeting.organizer_email.lower())
-        if refusal is not None and not (refusal.get("exists") and refusal.get("valid")):
-            reason = (
-                refusal.get("userFacingError") or "organizer is not a Gong user with a valid consent page"
-            )
-            fix = f" Fix it here: {refusal['fixUrl']}" if refusal.get("fixUrl") else ""
-            fail(f"Preflight: {meeting.organizer_email}: {reason}{fix}")
-            self.log.warning("Row %s skipped by preflight: %s", key, reason)
-            return
-
-        attempts = ledger.mark_pending(key, entry)
-        entries[key] = LedgerEntry(PENDING, None, attempts)
-        try:
-            result = gong.create_meeting(meeting)
-        except GongMeetingMayExistError as exc:
-            ledger.mark_unknown(key, str(exc), exc.request_id)
-            progress.unknown += 1
-            self.log.error("Row %s: outcome unknown, left pending for reconciliation: %s", key, exc)
-            return
-        except GongError as exc:
-            if exc.permanent and exc.status in (400, 404, 409):
-                fail(str(exc), PERMANENT, attempts)
-                self.log.warning("Row %s failed: %s", key, exc)
-                return
-            # Credentials, permissions, quota or connectivity: every later row would fail the same way.
-            fail(str(exc), TRANSIENT, attempts)
-            self.log.error("Stopping the batch at row %s: %s", key, exc)
-            raise
-        ledger.mark_created(key, result)
-        entries[key] = LedgerEntry(CREATED, None, attempts)
-        progress.created += 1
-
-    def _due(self, entry: LedgerEntry | None) -> bool:
-        """Whether a row with this ledger entry is to be sent now."""
-        if entry is None:
-            return True
-        if entry.status == FAILED:
-            return entry.error_kind != PERMANENT or bool(self.retry_failed)
-        return False  # created, or pending (never re-sent automatically)
-
-    def _check_organizers(
-        self, records: list[dict[str, Any]], gong: GongHook, organizers: dict[str, dict[str, Any]]
-    ) -> None:
-        emails = {
-            str(r["organizer_email"]).strip().lower()
-            for r in records
-            if isinstance(r["organizer_email"], str) and r["organizer_email"].strip()
-        }
-        new = sorted(emails - set(organizers))
-        if not new:
-            return
-        for user in gong.get_integration_status(new):
-            organizers[str(user.get("email", "")).lower()] = user
-        for email in new:  # Gong silent about an address: treat it as unknown
-            organizers.setdefault(email, {"exists": False, "valid": False})
-        self.log.info("Preflight checked %d organizer(s) with Gong", len(new))
-
-    def _column_index(self, names: list[str]) -> dict[str, int | None]:
-        lower = {n.lower(): i for i, n in enumerate(names)}
-        index: dict[str, int | None] = {}
-        for fieldname, column in self.columns.items():
-            position = lower.get(column.lower())
-            if position is None and fieldname in _REQUIRED:
-                raise GongValidationError(
-                    f"source has no column {column!r} for {fieldname}; columns are {names}. "
-                    "Map it with columns={...}."
-                )
-            index[fieldname] = position
-        return index
+def _owner(context: Context | Mapping[str, Any]) -> str:
+    """This run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
+    ti = context.get("ti") if isinstance(context, Mapping) else None
+    who = "manual"
+    if ti is not None and getattr(ti, "dag_id", None):
+        map_index = getattr(ti, "map_index", -1)
+        mapped = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
+        who = f"{ti.dag_id}/{ti.task_id}{mapped}/{ti.run_id}/try{getattr(ti, 'try_number', '?')}"
+    return f"{who[:180]}@{socket.gethostname()[:40]}:{os.getpid()}/{uuid.uuid4().hex[:12]}"
 
 
 def _truthy(value: bool | str) -> bool:

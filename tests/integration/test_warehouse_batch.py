@@ -71,13 +71,13 @@ def seed(warehouse, rows):
 
 def ledger(warehouse) -> dict[str, dict]:
     hook = BaseHook.get_hook("warehouse")
-    from airflow_provider_gong.ledger import ResultsLedger
+    from airflow_provider_gong.sync.ledger import ResultsLedger
 
-    conn = hook.get_conn()
+    book = ResultsLedger(hook, warehouse["ledger"], owner="test-reader")
     try:
-        return {r["row_key"]: r for r in ResultsLedger(hook, conn, warehouse["ledger"]).read_all()}
+        return {r["row_key"]: r for r in book.read_all()}
     finally:
-        conn.close()
+        book.close()
 
 
 def operator(warehouse, **kwargs) -> SqlToGongMeetingsOperator:
@@ -305,8 +305,8 @@ def test_ten_thousand_rows_stream_in_bounded_pages(tmp_path, monkeypatch, fast_g
     op = operator(wh, page_size=500, progress_every_rows=2500)
     summary = op.execute({})
     assert summary["created"] == 10_000
-    assert max(op.reader.fetch_sizes) == 500  # never more than one page in memory
-    assert len(op.reader.fetch_sizes) == 21  # 20 full pages, then an empty one ends the scan
+    assert max(op.batch.source.fetch_sizes) == 500  # never more than one page in memory
+    assert len(op.batch.source.fetch_sizes) == 21  # 20 full pages, then an empty one ends the scan
     assert fast_gong.duplicates() == {} and fast_gong.created_count() == 10_000
 
 

@@ -1,0 +1,376 @@
+"""Run: source -> plan -> claim -> call -> record, one row at a time, at the hook's pace.
+
+The order is the guarantee. A row is sent only by the runner whose claim on it won, and only after
+that claim is committed; the outcome is logged the moment Gong answers (so a meeting ID survives any
+later failure) and then written under the same claim. A create whose answer may have been lost stays
+``pending`` for a person to reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_gong.exceptions import (
+    GongError,
+    GongLedgerError,
+    GongMeetingMayExistError,
+    GongValidationError,
+)
+from airflow_provider_gong.hooks.gong import GongHook
+from airflow_provider_gong.meetings import Meeting, is_valid_email
+from airflow_provider_gong.sync.ledger import (
+    PERMANENT,
+    TRANSIENT,
+    LedgerEntry,
+    LedgerWriteError,
+    ResultsLedger,
+)
+from airflow_provider_gong.sync.plan import CREATE, REASONS, plan_row
+from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader, normalise_key
+
+log = logging.getLogger(__name__)
+
+#: meeting field -> source column. ``key`` identifies the row in the ledger.
+DEFAULT_COLUMNS: dict[str, str] = {
+    "key": "id",
+    "start_time": "start_time",
+    "end_time": "end_time",
+    "title": "title",
+    "organizer_email": "organizer_email",
+    "invitees": "invitees",
+    "external_id": "external_id",
+}
+REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitees")
+# Gong refused the meeting itself: retrying the same row cannot help.
+_ROW_STATUSES = (400, 404, 409)
+
+
+@dataclass
+class BatchProgress:
+    """Counters plus a rate-limited progress line, so long batches can be followed in the task log."""
+
+    total: int
+    every_rows: int = 100
+    every_seconds: float = 30.0
+    seen: int = 0
+    created: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped_created: int = 0
+    skipped_failed: int = 0
+    skipped_pending: int = 0
+    claimed_elsewhere: int = 0
+    invalid_keys: int = 0
+    duplicate_keys: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _last_log: float = field(default_factory=time.monotonic)
+    _last_seen: int = 0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self.seen - self._last_seen >= self.every_rows or now - self._last_log >= self.every_seconds:
+            self._last_log, self._last_seen = now, self.seen
+            return True
+        return False
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.created / elapsed
+        remaining = max(self.total - self.seen, 0)
+        eta = f"{remaining / rate:.0f} s" if rate > 0 else "n/a"
+        pct = 100.0 * self.seen / self.total if self.total else 100.0
+        return (
+            f"Progress: {self.seen}/{self.total} rows ({pct:.0f}%), created {self.created}, "
+            f"failed {self.failed}, outcome unknown {self.unknown}, skipped {self.skipped}, "
+            f"{rate:.2f} meetings/s, ETA {eta}"
+        )
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_created + self.skipped_failed + self.skipped_pending + self.claimed_elsewhere
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "rows": self.seen,
+            "created": self.created,
+            "failed": self.failed,
+            "outcome_unknown": self.unknown,
+            "skipped_created": self.skipped_created,
+            "skipped_failed": self.skipped_failed,
+            "claimed_elsewhere": self.claimed_elsewhere,
+            "invalid_keys": self.invalid_keys,
+            "duplicate_keys": self.duplicate_keys,
+            "pending_unreconciled": self.skipped_pending + self.unknown,
+        }
+
+
+class BatchRun:
+    """One pass over the source. Build it, then :meth:`run`; read :attr:`progress` afterwards."""
+
+    def __init__(
+        self,
+        *,
+        source: SourceReader,
+        ledger: ResultsLedger,
+        gong: GongHook,
+        columns: Mapping[str, str],
+        timezone: str,
+        retry_failed: bool,
+        preflight: bool,
+        progress: BatchProgress,
+    ) -> None:
+        self.source = source
+        self.ledger = ledger
+        self.gong = gong
+        self.columns = dict(columns)
+        self.timezone = timezone
+        self.retry_failed = retry_failed
+        self.preflight = preflight
+        self.progress = progress
+        self.organizers: dict[str, dict[str, Any]] = {}
+        self.duplicates: dict[str, int] = {}
+
+    # -- the pass ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._report_key_problems()
+        for names, rows in self.source.pages():
+            self._run_page(names, rows)
+
+    def _report_key_problems(self) -> None:
+        nulls, sample = self.source.null_keys()
+        if nulls:
+            self.progress.seen += nulls
+            self.progress.invalid_keys += nulls
+            self.progress.failed += nulls
+            key_column = self.columns["key"].lower()
+            shown = [{k: v for k, v in row.items() if k.lower() != key_column} for row in sample]
+            log.error(
+                "%d row(s) have a NULL key (%s) and cannot be tracked; they were not sent. Fix the "
+                "source. First %d: %s",
+                nulls,
+                self.columns["key"],
+                len(shown),
+                shown,
+            )
+        self.duplicates = self.source.duplicate_keys()
+        if self.duplicates:
+            rows = sum(self.duplicates.values())
+            listed = ", ".join(f"{k!r} x{n}" for k, n in list(self.duplicates.items())[:20])
+            log.error(
+                "%d key(s) are shared by %d rows of the source (%s%s); none of those rows is sent, since "
+                "one ledger entry cannot tell them apart. Make %s unique.",
+                len(self.duplicates),
+                rows,
+                listed,
+                ", ..." if len(self.duplicates) > 20 else "",
+                self.columns["key"],
+            )
+
+    def _run_page(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        index = self._column_index(names)
+        records = [{f: (row[i] if i is not None else None) for f, i in index.items()} for row in rows]
+        for record in records:
+            record["_key"] = normalise_key(record["key"])
+        keys = [r["_key"] for r in records if len(r["_key"]) <= MAX_KEY_LENGTH]
+        entries = self.ledger.lookup(keys)
+        if self.preflight:
+            due = [r for r in records if self._sendable(r, entries)]
+            self._check_organizers(due)
+        for record in records:
+            self.progress.seen += 1
+            self._run_row(record, entries)
+            if self.progress.due():
+                log.info("%s", self.progress.line())
+
+    def _sendable(self, record: dict[str, Any], entries: dict[str, LedgerEntry]) -> bool:
+        key = record["_key"]
+        if len(key) > MAX_KEY_LENGTH or key in self.duplicates:
+            return False
+        step = plan_row(entries.get(key), retry_failed=self.retry_failed, owner=self.ledger.owner)
+        return step.action == CREATE
+
+    def _run_row(self, record: dict[str, Any], entries: dict[str, LedgerEntry]) -> None:
+        key: str = record["_key"]
+        progress = self.progress
+        if len(key) > MAX_KEY_LENGTH:
+            progress.invalid_keys += 1
+            progress.failed += 1
+            log.error(
+                "Row key %r... is %d characters long; the ledger holds at most %d. Not sent.",
+                key[:40],
+                len(key),
+                MAX_KEY_LENGTH,
+            )
+            return
+        if key in self.duplicates:
+            progress.duplicate_keys += 1
+            progress.failed += 1
+            return
+        entry = entries.get(key)
+        step = plan_row(entry, retry_failed=self.retry_failed, owner=self.ledger.owner)
+        if step.action != CREATE:
+            self._skip(key, step.reason, entry)
+            return
+
+        meeting, problem = self._meeting(record, key)
+        if not self.ledger.claim(key, entry):
+            progress.claimed_elsewhere += 1
+            log.info("Row %s: another run claimed it first; skipped here", key)
+            return
+        attempts = (entry.attempts if entry else 0) + 1
+        entries[key] = LedgerEntry("pending", None, attempts, self.ledger.owner)
+        if problem is not None:
+            self._record_failed(key, problem, PERMANENT)
+            log.warning("Row %s: %s", key, problem)
+            return
+        assert meeting is not None
+        self._create(key, meeting)
+
+    def _skip(self, key: str, reason: str, entry: LedgerEntry | None) -> None:
+        progress = self.progress
+        if reason == "duplicate_in_run":
+            progress.duplicate_keys += 1
+            progress.failed += 1
+            log.error(
+                "Row key %r occurs again in the source (keys are compared as text: 7 and '7' are the same "
+                "key); only the first row was sent. Make %s unique.",
+                key,
+                self.columns["key"],
+            )
+        elif reason == "created":
+            progress.skipped_created += 1
+        elif reason == "pending":
+            progress.skipped_pending += 1
+            assert entry is not None
+            log.warning(
+                "Row %s: %s (claimed by %s at %s). Reconcile it in %s.",
+                key,
+                REASONS[reason],
+                entry.claimed_by or "an earlier run",
+                entry.updated_at,
+                self.ledger.table_name,
+            )
+        else:
+            progress.skipped_failed += 1
+
+    def _meeting(self, record: dict[str, Any], key: str) -> tuple[Meeting | None, str | None]:
+        """The row as a Meeting, or why it cannot be one (validation or preflight)."""
+        external_id = record["external_id"]
+        try:
+            meeting = Meeting.build(
+                start_time=record["start_time"],
+                end_time=record["end_time"],
+                organizer_email=record["organizer_email"],
+                invitees=record["invitees"],
+                title=record["title"],
+                external_id=external_id if external_id not in (None, "") else key,
+                timezone=self.timezone,
+            )
+        except GongValidationError as exc:
+            return None, str(exc)
+        refusal = self.organizers.get(meeting.organizer_email.lower())
+        if refusal is not None and not (refusal.get("exists") and refusal.get("valid")):
+            reason = (
+                refusal.get("userFacingError") or "organizer is not a Gong user with a valid consent page"
+            )
+            fix = f" Fix it here: {refusal['fixUrl']}" if refusal.get("fixUrl") else ""
+            return None, f"Preflight: {meeting.organizer_email}: {reason}{fix}"
+        return meeting, None
+
+    def _create(self, key: str, meeting: Meeting) -> None:
+        progress = self.progress
+        try:
+            result = self.gong.create_meeting(meeting)
+        except GongMeetingMayExistError as exc:
+            progress.unknown += 1
+            log.error("Row %s: outcome unknown, left pending for reconciliation: %s", key, exc)
+            error, request_id = str(exc), exc.request_id
+            self._write(key, lambda: self.ledger.record_unknown(key, error, request_id), "pending")
+            return
+        except GongError as exc:  # Gong created nothing (create_meeting's contract)
+            if isinstance(exc, GongValidationError) or exc.status in _ROW_STATUSES:
+                self._record_failed(key, str(exc), PERMANENT)
+                log.warning("Row %s failed: %s", key, exc)
+                return
+            # Credentials, permissions, quota or connectivity: every later row would fail the same way.
+            self._record_failed(key, str(exc), TRANSIENT)
+            log.error("Stopping the batch at row %s: %s", key, exc)
+            raise
+        # Logged before the ledger write: if that write fails, the meeting ID is still on record.
+        log.info(
+            "Row %s: created Gong meeting %s %s (requestId=%s)",
+            key,
+            result.meeting_id,
+            result.meeting_url,
+            result.request_id,
+        )
+        written = self._write(
+            key,
+            lambda: self.ledger.record_created(key, result),
+            f"created, meeting_id {result.meeting_id}, meeting_url {result.meeting_url}",
+        )
+        if not written:
+            log.warning(
+                "Row %s: the ledger row was changed by someone else while Gong created meeting %s; "
+                "it was not overwritten. Check the row.",
+                key,
+                result.meeting_id,
+            )
+        progress.created += 1
+
+    def _record_failed(self, key: str, error: str, kind: str) -> None:
+        self.progress.failed += 1
+        self._write(key, lambda: self.ledger.record_failed(key, error, kind), f"failed ({kind})")
+
+    def _write(self, key: str, write: Any, meaning: str) -> bool:
+        try:
+            return bool(write())
+        except LedgerWriteError as exc:
+            raise GongLedgerError(
+                f"Could not record row {key} in ledger {self.ledger.table_name} ({exc}). The row stays "
+                f"'pending' there; set it by hand to: {meaning}. The batch stopped so nothing else goes "
+                "unrecorded.",
+                row_key=key,
+            ) from exc
+
+    # -- preflight ----------------------------------------------------------------------------------
+
+    def _check_organizers(self, records: list[dict[str, Any]]) -> None:
+        """Ask Gong once per new organizer; never sink the batch (its rows are checked on create)."""
+        emails = {
+            str(r["organizer_email"]).strip().lower()
+            for r in records
+            if isinstance(r["organizer_email"], str) and is_valid_email(r["organizer_email"])
+        }
+        new = sorted(emails - set(self.organizers))
+        if not new:
+            return
+        try:
+            users = self.gong.get_integration_status(new)
+        except GongError as exc:
+            log.warning("Preflight skipped: Gong's integration-status call failed (%s). Continuing.", exc)
+            self.preflight = False
+            return
+        for user in users:
+            self.organizers[str(user.get("email", "")).lower()] = user
+        for email in new:  # Gong silent about an address: treat it as unknown
+            self.organizers.setdefault(email, {"exists": False, "valid": False})
+        log.info("Preflight checked %d organizer(s) with Gong", len(new))
+
+    def _column_index(self, names: list[str]) -> dict[str, int | None]:
+        lower = {n.lower(): i for i, n in enumerate(names)}
+        index: dict[str, int | None] = {}
+        for fieldname, column in self.columns.items():
+            position = lower.get(column.lower())
+            if position is None and fieldname in REQUIRED_COLUMNS:
+                raise GongValidationError(
+                    f"source has no column {column!r} for {fieldname}; columns are {names}. "
+                    "Map it with columns={...}."
+                )
+            index[fieldname] = position
+        return index

@@ -1,0 +1,141 @@
+"""Source: the rows of a table or query, in key order, in bounded pages; key problems as findings.
+
+Keyset paging (``WHERE key > last ORDER BY key LIMIT n``) keeps memory bounded and holds no cursor or
+lock while Gong is called, on any database with LIMIT. Keyset paging silently skips what it cannot
+order or tell apart, so keys are checked first: rows with a NULL key and keys shared by several rows
+are found with one query each and reported, never looped over or dropped without a word.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.sync.sql import execute, literal_percent, quote_identifier
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+#: The ledger's key column is VARCHAR(255): longer keys cannot be tracked.
+MAX_KEY_LENGTH = 255
+#: At most this many duplicate keys are held in memory (and reported) per run.
+MAX_DUPLICATE_KEYS = 100_000
+
+
+def normalise_key(value: Any) -> str:
+    """The ledger key of a source key: ``str(value)``; bytes as hex; dates in ISO-8601.
+
+    Deterministic and the same as 0.1.0's for the usual key types (integers, text, UUIDs), so ledgers
+    written by 0.1.0 keep matching. Different values of different types can meet (``7`` and ``'7'``
+    in a dynamically typed SQLite column): the batch treats that as a duplicate key.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+class SourceReader:
+    """Reads the source through its own DB-API connection."""
+
+    def __init__(
+        self, hook: DbApiHook, *, table: str | None, sql: str | None, key: str, page_size: int
+    ) -> None:
+        if bool(table) == bool(sql):
+            raise GongValidationError("give exactly one of table= or sql=")
+        if page_size < 1:
+            raise GongValidationError("page_size must be >= 1")
+        self.what = f"table {table}" if table else "the sql= query"
+        if table:
+            source = quote_identifier(hook, table, what="table")
+        else:
+            source = f"({literal_percent(hook, str(sql).strip().rstrip(';'))})"
+        self.source = f"{source} src"
+        self.key_column = key
+        self.key = f"src.{quote_identifier(hook, key, what='key column')}"
+        self.ph = hook.placeholder
+        self.page_size = page_size
+        self.hook = hook
+        self.conn = hook.get_conn()
+        #: rows returned by each fetch, so tests can prove memory stays bounded
+        self.fetch_sizes: list[int] = []
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def columns(self) -> list[str]:
+        """The source's column names; fails the task (not a row) when the source cannot be read."""
+        try:
+            names, _ = self._query(f"SELECT * FROM {self.source} WHERE 1 = 0")
+        except Exception as exc:
+            raise GongValidationError(
+                f"cannot read {self.what} through connection {self.hook.get_conn_id()!r}: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from None
+        if self.key_column.lower() not in (n.lower() for n in names):
+            raise GongValidationError(
+                f"{self.what} has no key column {self.key_column!r}; columns are {names}. "
+                "Map it with columns={'key': ...}."
+            )
+        return names
+
+    def count(self) -> int:
+        return int(self._query(f"SELECT COUNT(*) FROM {self.source}")[1][0][0])
+
+    def null_keys(self, sample: int = 5) -> tuple[int, list[dict[str, Any]]]:
+        """How many rows have a NULL key, and up to ``sample`` of them (for the log)."""
+        where = f"WHERE {self.key} IS NULL"
+        count = int(self._query(f"SELECT COUNT(*) FROM {self.source} {where}")[1][0][0])
+        if not count:
+            return 0, []
+        names, rows = self._query(f"SELECT * FROM {self.source} {where} LIMIT {int(sample)}")
+        return count, [dict(zip(names, row, strict=True)) for row in rows]
+
+    def duplicate_keys(self) -> dict[str, int]:
+        """Keys (normalised) held by more than one row, with their row counts."""
+        _, rows = self._query(
+            f"SELECT {self.key}, COUNT(*) FROM {self.source} WHERE {self.key} IS NOT NULL "
+            f"GROUP BY {self.key} HAVING COUNT(*) > 1 LIMIT {MAX_DUPLICATE_KEYS}"
+        )
+        found: dict[str, int] = {}
+        for value, count in rows:
+            key = normalise_key(value)
+            found[key] = found.get(key, 0) + int(count)
+        return found
+
+    def pages(self) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """Yield (column names, rows) pages of non-NULL keys in key order until exhausted.
+
+        Every page is sent with parameters, the first one too, so ``%`` in ``sql=`` means the same
+        on every page.
+        """
+        last: Any = None
+        first = True
+        while True:
+            where = f"WHERE {self.key} IS NOT NULL" + ("" if first else f" AND {self.key} > {self.ph}")
+            sql = f"SELECT * FROM {self.source} {where} ORDER BY {self.key} LIMIT {int(self.page_size)}"
+            names, rows = self._query(sql, () if first else (last,))
+            self.fetch_sizes.append(len(rows))
+            if not rows:
+                return
+            yield names, rows
+            index = [n.lower() for n in names].index(self.key_column.lower())
+            last, first = rows[-1][index], False
+            if len(rows) < self.page_size:
+                return
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        try:
+            names, rows, _ = execute(self.conn, sql, params)
+        finally:
+            # Readers must not hold a transaction (and its locks or snapshot) while Gong is called.
+            self.conn.rollback()
+        return names, rows
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
