@@ -5,16 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gong.exceptions import GongError, GongMeetingMayExistError, GongPermanentError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
-from airflow_provider_gong.meetings import Meeting
+from airflow_provider_gong.meetings import Meeting, MeetingResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 MEETING_ID_KEY = "meeting_id"
+#: task_state_store key: {"state": "sending"|"created", "at": ..., "try_number": ..., "result": {...}}
+STATE_KEY = "gong_create_meeting"
 
 
 class GongCreateMeetingOperator(BaseOperator):
@@ -28,6 +32,15 @@ class GongCreateMeetingOperator(BaseOperator):
     Bad input and Gong's permanent answers (400/401/403/404/409) fail the task without Airflow
     retries. A create whose outcome is unknown (timeout, dropped connection, 5xx) also fails without
     retries: re-running it could create the meeting twice.
+
+    Exactly once across Airflow retries (Airflow >= 3.3, ``task_state_store``): the task records
+    "sending" before the POST and the result right after it. A retry that finds the result returns
+    it (and pushes the XCom again) without calling Gong; one that finds only "sending" fails
+    permanently as "may exist", because the earlier try may have created the meeting. Failures that
+    prove Gong created nothing (4xx, 429, no connection) clear the mark, so a retry creates it. On
+    older Airflow there is no such store: a failure after the POST inside this operator is made
+    permanent (no retry), but a worker killed between Gong's answer and the end of the task can lead
+    to a second meeting on retry; use ``retries=0`` there if that matters.
 
     :param start_time: datetime, pendulum value or ISO-8601 string (templated).
     :param end_time: same; must be after ``start_time`` (templated).
@@ -98,14 +111,33 @@ class GongCreateMeetingOperator(BaseOperator):
             external_id=self.external_id,
             timezone=self.timezone,
         )
+        ti = context["ti"]
+        store = context.get("task_state_store")
+        if store is None:
+            self.log.warning(
+                "This Airflow has no task_state_store (added in 3.3): a retry after a worker dies "
+                "between Gong's answer and the end of this task could create the meeting twice."
+            )
+        else:
+            previous = store.get(STATE_KEY)
+            if isinstance(previous, dict):
+                result = self._resume(previous)
+                self._push(ti, result)
+                return result.to_dict()
+            store.set(STATE_KEY, {"state": "sending", **self._stamp(ti)})
+
         hook = GongHook(gong_conn_id=self.gong_conn_id)
         try:
             result = hook.create_meeting(meeting)
+        except GongMeetingMayExistError:
+            raise  # the mark stays: no retry may create it again
+        except GongError:
+            if store is not None:
+                store.delete(STATE_KEY)  # Gong created nothing: a retry may try again
+            raise
         finally:
             hook.close()
-        ti = context["ti"]
-        ti.xcom_push(key=MEETING_ID_KEY, value=result.meeting_id)
-        ti.xcom_push(key=MEETING_URL_KEY, value=result.meeting_url)
+        # Logged first: from here on, nothing may lose this meeting ID or lead to a second POST.
         self.log.info(
             "Created Gong meeting %s (%s), requestId=%s, for %s at %s",
             result.meeting_id,
@@ -114,9 +146,76 @@ class GongCreateMeetingOperator(BaseOperator):
             meeting.organizer_email,
             meeting.start_time.isoformat(),
         )
+        try:
+            if store is not None:
+                self._save(store, ti, result)
+            self._push(ti, result)
+        except Exception as exc:
+            if store is not None and _saved(store, result):
+                raise  # a retry finds the stored result and finishes the job without calling Gong
+            raise GongPermanentError(
+                f"Gong created meeting {result.meeting_id} ({result.meeting_url}), but the task could not "
+                f"finish ({type(exc).__name__}: {exc}). Not retried, to avoid a second meeting: use this "
+                "meeting ID downstream or clear the task to create another one."
+            ) from exc
         if result.additional_invitees:
             self.log.info(
                 "Add these to the calendar invite so Gong records the call: %s",
-                ", ".join(i.get("email", "?") for i in result.additional_invitees),
+                ", ".join(str(i.get("email", "?")) for i in result.additional_invitees),
             )
         return result.to_dict()
+
+    def _resume(self, previous: dict[str, Any]) -> MeetingResult:
+        """What an earlier try of this task instance left behind."""
+        result = MeetingResult.from_response(_camel(previous.get("result")))
+        if previous.get("state") == "created" and result is not None:
+            self.log.info(
+                "An earlier try (try %s, %s) already created Gong meeting %s; returning it without "
+                "calling Gong again.",
+                previous.get("try_number"),
+                previous.get("at"),
+                result.meeting_id,
+            )
+            return result
+        raise GongMeetingMayExistError(
+            f"An earlier try of this task (try {previous.get('try_number')}, {previous.get('at')}) sent the "
+            "create request and did not record an answer (it was killed or lost the answer). The meeting "
+            "may exist in Gong; it was not sent again to avoid a duplicate. Check Gong (externalId "
+            f"{self.external_id!r}), then clear the task's state (task_state_store key {STATE_KEY!r}) "
+            "to create it."
+        )
+
+    def _save(self, store: Any, ti: Any, result: MeetingResult) -> None:
+        store.set(STATE_KEY, {"state": "created", "result": result.to_dict(), **self._stamp(ti)})
+
+    def _push(self, ti: Any, result: MeetingResult) -> None:
+        ti.xcom_push(key=MEETING_ID_KEY, value=result.meeting_id)
+        ti.xcom_push(key=MEETING_URL_KEY, value=result.meeting_url)
+
+    @staticmethod
+    def _stamp(ti: Any) -> dict[str, Any]:
+        return {"at": pendulum.now("UTC").isoformat(), "try_number": getattr(ti, "try_number", None)}
+
+
+def _camel(result: Any) -> Any:
+    """MeetingResult.to_dict() -> the shape of Gong's answer, for MeetingResult.from_response."""
+    if not isinstance(result, dict):
+        return None
+    return {
+        "meetingId": result.get("meeting_id"),
+        "meetingUrl": result.get("meeting_url"),
+        "requestId": result.get("request_id"),
+        "additionalInvitees": result.get("additional_invitees"),
+    }
+
+
+def _saved(store: Any, result: MeetingResult) -> bool:
+    try:
+        stored = store.get(STATE_KEY)
+    except Exception:
+        return False
+    return (
+        isinstance(stored, dict)
+        and stored.get("state") == "created"
+        and (stored.get("result") or {}).get("meeting_id") == result.meeting_id
+    )

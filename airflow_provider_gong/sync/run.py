@@ -29,7 +29,7 @@ from airflow_provider_gong.sync.ledger import (
     LedgerWriteError,
     ResultsLedger,
 )
-from airflow_provider_gong.sync.plan import CREATE, REASONS, plan_row
+from airflow_provider_gong.sync.plan import CREATE, REASONS, Step, plan_row
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader, normalise_key
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class BatchRun:
         retry_failed: bool,
         preflight: bool,
         progress: BatchProgress,
+        claim_lease_seconds: float = 600.0,
     ) -> None:
         self.source = source
         self.ledger = ledger
@@ -131,6 +132,7 @@ class BatchRun:
         self.retry_failed = retry_failed
         self.preflight = preflight
         self.progress = progress
+        self.lease = claim_lease_seconds
         self.organizers: dict[str, dict[str, Any]] = {}
         self.duplicates: dict[str, int] = {}
 
@@ -159,7 +161,11 @@ class BatchRun:
             )
         self.duplicates = self.source.duplicate_keys()
         if self.duplicates:
+            # Counted here, whole: keyset paging reads only one row of each duplicated key.
             rows = sum(self.duplicates.values())
+            self.progress.seen += rows
+            self.progress.duplicate_keys += rows
+            self.progress.failed += rows
             listed = ", ".join(f"{k!r} x{n}" for k, n in list(self.duplicates.items())[:20])
             log.error(
                 "%d key(s) are shared by %d rows of the source (%s%s); none of those rows is sent, since "
@@ -182,6 +188,8 @@ class BatchRun:
             due = [r for r in records if self._sendable(r, entries)]
             self._check_organizers(due)
         for record in records:
+            if record["_key"] in self.duplicates:
+                continue  # reported and counted up front
             self.progress.seen += 1
             self._run_row(record, entries)
             if self.progress.due():
@@ -191,8 +199,12 @@ class BatchRun:
         key = record["_key"]
         if len(key) > MAX_KEY_LENGTH or key in self.duplicates:
             return False
-        step = plan_row(entries.get(key), retry_failed=self.retry_failed, owner=self.ledger.owner)
-        return step.action == CREATE
+        return self._plan(entries.get(key)).action == CREATE
+
+    def _plan(self, entry: LedgerEntry | None) -> Step:
+        return plan_row(
+            entry, retry_failed=self.retry_failed, owner=self.ledger.owner, lease_seconds=self.lease
+        )
 
     def _run_row(self, record: dict[str, Any], entries: dict[str, LedgerEntry]) -> None:
         key: str = record["_key"]
@@ -207,12 +219,8 @@ class BatchRun:
                 MAX_KEY_LENGTH,
             )
             return
-        if key in self.duplicates:
-            progress.duplicate_keys += 1
-            progress.failed += 1
-            return
         entry = entries.get(key)
-        step = plan_row(entry, retry_failed=self.retry_failed, owner=self.ledger.owner)
+        step = self._plan(entry)
         if step.action != CREATE:
             self._skip(key, step.reason, entry)
             return
@@ -244,6 +252,16 @@ class BatchRun:
             )
         elif reason == "created":
             progress.skipped_created += 1
+        elif reason == "in_flight":
+            progress.claimed_elsewhere += 1
+            assert entry is not None
+            log.info(
+                "Row %s: %s (%s at %s); skipped here",
+                key,
+                REASONS[reason],
+                entry.claimed_by,
+                entry.updated_at,
+            )
         elif reason == "pending":
             progress.skipped_pending += 1
             assert entry is not None

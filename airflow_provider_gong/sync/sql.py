@@ -64,7 +64,7 @@ def quote_identifier(hook: DbApiHook, name: str, *, what: str = "identifier") ->
 def _bad_name(what: str, name: Any) -> str:
     return (
         f"{what} {name!r} is not a plain SQL identifier (letters, digits, _ ; optionally schema.table; "
-        'a part in double quotes is taken literally)'
+        "a part in double quotes is taken literally)"
     )
 
 

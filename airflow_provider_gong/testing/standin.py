@@ -35,7 +35,9 @@ HELP_URL = "https://help.gong.io/hc/en-us/articles/360056677792"
 ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@gong.io"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _MEETING_PATH = re.compile(r"^/v2/meetings/(\d{1,20})$")
-_FAULT_KINDS = ("status", "drop", "drop_after", "delay")
+_FAULT_KINDS = ("status", "drop", "drop_after", "delay", "drip", "garble", "truncate", "body")
+# Faults that do the work and then answer in a broken way (written by the handler).
+_ANSWER_FAULTS = ("drip", "garble", "truncate", "body")
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Fault:
     kinds: ``status`` answers ``status`` without doing the work; ``drop`` closes the connection
     without doing the work; ``drop_after`` does the work (e.g. creates the meeting) and then closes
     the connection without answering; ``delay`` does the work and answers ``delay`` seconds late.
+    These also do the work first, then answer badly: ``drip`` sends the whole answer (headers too)
+    one byte every ``delay`` seconds; ``garble`` sends a 200 whose gzip body cannot be decoded;
+    ``truncate`` announces a longer body than it sends and hangs up; ``body`` sends 200 with the raw
+    text ``body`` (e.g. not JSON, or JSON without a meetingId).
     ``match`` restricts it to requests whose "METHOD /path" starts with that text.
     """
 
@@ -54,6 +60,7 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     match: str | None = None
+    body: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -74,6 +81,14 @@ class _Drop(Exception):
     """Close the connection without an answer."""
 
 
+class _BadAnswer(Exception):
+    """Answer in the broken way the fault describes (the work is done)."""
+
+    def __init__(self, fault: Fault, answer: Answer) -> None:
+        self.fault = fault
+        self.answer = answer
+
+
 class GongStandIn:
     """The server. Use it as a context manager, or ``start()`` / ``stop()``.
 
@@ -83,6 +98,9 @@ class GongStandIn:
     :param rate_limit_per_second: answer 429 beyond this many calls in any one-second window
         (None: no limit).
     :param limited_release: answer every Meetings call with 403 "Limited release".
+    :param latency: seconds every API call takes (so concurrent clients really overlap in tests).
+    :param meeting_url_length: pad created meetings' ``meetingUrl`` to this many characters.
+    :param additional_invitees: what create answers as ``additionalInvitees`` (any JSON value).
     """
 
     def __init__(
@@ -99,6 +117,9 @@ class GongStandIn:
         retry_after: int = 1,
         limited_release: bool = False,
         company: str = "acme",
+        meeting_url_length: int | None = None,
+        latency: float = 0.0,
+        additional_invitees: Any = (ASSISTANT,),
     ) -> None:
         self.host = host
         self.port = port
@@ -111,6 +132,11 @@ class GongStandIn:
         self.retry_after = retry_after
         self.limited_release = limited_release
         self.company = company
+        self.meeting_url_length = meeting_url_length
+        self.latency = latency
+        self.additional_invitees = (
+            list(additional_invitees) if isinstance(additional_invitees, tuple) else additional_invitees
+        )
         self.lock = threading.RLock()
         self.created: list[Created] = []
         self.meetings: dict[str, dict[str, Any]] = {}
@@ -229,6 +255,8 @@ class GongStandIn:
         """Route one request; returns (status, JSON body, extra headers). Raises _Drop to hang up."""
         if path.startswith("/_standin/"):
             return self._admin(method, path, body)
+        if self.latency:
+            time.sleep(self.latency)
         if not self._authorized(headers.get("Authorization")):
             return _error(401, "Access denied: missing or invalid credentials")
         if self._over_rate():
@@ -250,6 +278,8 @@ class GongStandIn:
             raise _Drop
         if fault and fault.kind == "delay":
             time.sleep(fault.delay)
+        if fault and fault.kind in _ANSWER_FAULTS:
+            raise _BadAnswer(fault, result)
         return result
 
     def _route(self, method: str, path: str, data: Any) -> Answer:
@@ -298,13 +328,15 @@ class GongStandIn:
             self.meetings[meeting_id] = data
         local = data["organizerEmail"].split("@")[0]
         url = f"https://join.gong.io/{self.company}/{local}?tkn={secrets.token_urlsafe(16)}"
+        if self.meeting_url_length and len(url) < self.meeting_url_length:
+            url += "&pad=" + "x" * (self.meeting_url_length - len(url) - 5)
         return (
             200,
             {
                 "requestId": _request_id(),
                 "meetingId": meeting_id,
                 "meetingUrl": url,
-                "additionalInvitees": [ASSISTANT],
+                "additionalInvitees": self.additional_invitees,
             },
             {},
         )
@@ -385,21 +417,51 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        except _BadAnswer as bad:
+            with self.standin.lock:
+                self.standin.log.append((self.command, path, -1))
+            self._bad_answer(bad.fault, bad.answer)
+            return
         with self.standin.lock:
             self.standin.log.append((self.command, path, status))
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self.wfile.write(_response(status, json.dumps(payload).encode(), headers))
+
+    def _bad_answer(self, fault: Fault, answer: Answer) -> None:
+        status, payload, headers = answer
+        body = json.dumps(payload).encode()
+        self.close_connection = True
+        if fault.kind == "drip":
+            try:
+                for byte in _response(status, body, headers):
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(fault.delay or 0.5)
+            except OSError:  # the client gave up: that is the point
+                pass
+        elif fault.kind == "garble":
+            junk = b"\x1f\x8b\x08\x00garbage-not-gzip" + bytes(range(32))
+            self.wfile.write(_response(200, junk, {"Content-Encoding": "gzip"}))
+        elif fault.kind == "truncate":
+            whole = _response(200, body, {"Content-Length": str(len(body) + 100)})
+            self.wfile.write(whole[: len(whole) - len(body) // 2])
+            self.connection.shutdown(2)
+        else:  # body
+            self.wfile.write(_response(200, fault.body.encode(), {}))
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
+
+
+def _response(status: int, body: bytes, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 response as bytes, written in one send (no Nagle delay, see DESIGN.md)."""
+    from http.client import responses
+
+    fields = {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}
+    head = f"HTTP/1.1 {status} {responses.get(status, 'Status')}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    return head.encode("latin-1") + body
 
 
 def _request_id() -> str:

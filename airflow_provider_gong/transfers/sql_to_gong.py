@@ -63,6 +63,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
         awaits reconciliation.
     :param preflight: check each organizer once with Gong's integration-status call first; rows of
         organizers who are not Gong users or have no valid consent page fail without a create call.
+    :param claim_lease_seconds: a row claimed by another run less than this long ago, with no outcome
+        yet, is that run's call in flight and is skipped quietly (``claimed_elsewhere``); older ones
+        are reported as ``pending`` for reconciliation. Default 600.
     :param progress_every_rows: log progress every N rows ...
     :param progress_every_seconds: ... or every T seconds, whichever comes first.
     """
@@ -97,6 +100,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         preflight: bool | str = False,
         progress_every_rows: int = 100,
         progress_every_seconds: float = 30.0,
+        claim_lease_seconds: float = 600.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -120,6 +124,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.preflight = preflight
         self.progress_every_rows = progress_every_rows
         self.progress_every_seconds = progress_every_seconds
+        self.claim_lease_seconds = claim_lease_seconds
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -169,6 +174,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 retry_failed=_truthy(self.retry_failed),
                 preflight=_truthy(self.preflight),
                 progress=progress,
+                claim_lease_seconds=self.claim_lease_seconds,
             )
             try:
                 self.batch.run()

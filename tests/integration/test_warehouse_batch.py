@@ -8,84 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongRateLimitError
-from airflow_provider_gong.testing.warehouse import create_meetings_table, demo_rows, insert_meetings
-from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
 from tests.conftest import EXAMPLE_DAGS, ROOT
+from tests.integration.helpers import ledger, operator, seed
 
 pytestmark = pytest.mark.integration
-PG_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _postgres_reason() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URI, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure means: no usable server here
-        return f"PostgreSQL not reachable at {PG_URI}: {type(exc).__name__}: {exc}"
-    return None
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def warehouse(request, tmp_path, monkeypatch):
-    """AIRFLOW_CONN_WAREHOUSE pointing at a fresh database; yields the table names to use."""
-    suffix = uuid.uuid4().hex[:8]
-    tables = {"table": f"meetings_{suffix}", "ledger": f"ledger_{suffix}"}
-    if request.param == "sqlite":
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")})
-        )
-        yield {**tables, "kind": "sqlite", "timestamp_type": "TIMESTAMP"}
-        return
-    reason = _postgres_reason()
-    if reason:
-        pytest.skip(reason)
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", PG_URI)
-    yield {**tables, "kind": "postgres", "timestamp_type": "TIMESTAMPTZ"}
-    hook = BaseHook.get_hook("warehouse")
-    hook.run([f"DROP TABLE IF EXISTS {tables['table']}", f"DROP TABLE IF EXISTS {tables['ledger']}"])
-
-
-@pytest.fixture
-def fast_gong(gong_standin, monkeypatch):
-    """The stand-in, with a connection that paces fast so tests do not wait on Gong's 3/s."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=5)
-    )
-    return gong_standin
-
-
-def seed(warehouse, rows):
-    hook = BaseHook.get_hook("warehouse")
-    create_meetings_table(hook, warehouse["table"], timestamp_type=warehouse["timestamp_type"])
-    insert_meetings(hook, rows, warehouse["table"])
-
-
-def ledger(warehouse) -> dict[str, dict]:
-    hook = BaseHook.get_hook("warehouse")
-    from airflow_provider_gong.sync.ledger import ResultsLedger
-
-    book = ResultsLedger(hook, warehouse["ledger"], owner="test-reader")
-    try:
-        return {r["row_key"]: r for r in book.read_all()}
-    finally:
-        book.close()
-
-
-def operator(warehouse, **kwargs) -> SqlToGongMeetingsOperator:
-    return SqlToGongMeetingsOperator(
-        task_id="batch", table=warehouse["table"], ledger_table=warehouse["ledger"], **kwargs
-    )
-
-
 def test_example_dag_creates_every_row_once_and_rerun_creates_nothing(warehouse, fast_gong, run_dag, xcoms):
     seed(warehouse, demo_rows(12))
     dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_meetings_from_warehouse"]

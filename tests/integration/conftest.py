@@ -1,0 +1,40 @@
+"""Fixtures for warehouse tests: a fresh SQLite or PostgreSQL warehouse, and a fast-paced stand-in."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from airflow.sdk import BaseHook
+
+from tests.integration.helpers import PG_URI, postgres_reason
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse(request, tmp_path, monkeypatch):
+    """AIRFLOW_CONN_WAREHOUSE pointing at a fresh database; yields the table names to use."""
+    suffix = uuid.uuid4().hex[:8]
+    tables = {"table": f"meetings_{suffix}", "ledger": f"ledger_{suffix}"}
+    if request.param == "sqlite":
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")})
+        )
+        yield {**tables, "kind": "sqlite", "timestamp_type": "TIMESTAMP"}
+        return
+    reason = postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", PG_URI)
+    yield {**tables, "kind": "postgres", "timestamp_type": "TIMESTAMPTZ"}
+    hook = BaseHook.get_hook("warehouse")
+    hook.run([f"DROP TABLE IF EXISTS {tables['table']}", f"DROP TABLE IF EXISTS {tables['ledger']}"])
+
+
+@pytest.fixture
+def fast_gong(gong_standin, monkeypatch):
+    """The stand-in, with a connection that paces fast so tests do not wait on Gong's 3/s."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=5)
+    )
+    return gong_standin
