@@ -4,14 +4,18 @@ requests' read timeout bounds each socket read, not the call: a server (or proxy
 answer one byte every few seconds keeps a task busy forever. :class:`DeadlineAdapter` records the
 socket of the call in flight, and a timer shuts that socket down when the call's deadline passes; the
 blocked read then fails at once and the hook reports the call as timed out (for a create: outcome
-unknown). The timer only ever touches the socket of the call that armed it.
+unknown). The watchdog only ever touches the socket of the call that armed it, and one watchdog
+thread serves every call in the process (arming costs a heap push, not a thread).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,6 +96,42 @@ class _HTTPSPool(HTTPSConnectionPool):
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
+class _Watchdog:
+    """One daemon thread that fires the calls whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, call: _Call) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._order), call))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="gong-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)  # finished in time: drop it
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due = self._heap[0][0] - time.monotonic()
+                if due > 0:
+                    self._cond.wait(due)
+                    continue
+                _, _, call = heapq.heappop(self._heap)
+                call.fire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class DeadlineAdapter(HTTPAdapter):
     """An HTTPAdapter whose connections report their socket to :meth:`deadline`."""
 
@@ -113,9 +153,7 @@ class DeadlineAdapter(HTTPAdapter):
         """
         call = _Call()
         _local.call = call
-        timer = threading.Timer(seconds, call.fire)
-        timer.daemon = True
-        timer.start()
+        _WATCHDOG.arm(seconds, call)
         try:
             yield
         except Exception as exc:
@@ -125,5 +163,4 @@ class DeadlineAdapter(HTTPAdapter):
         finally:
             with call.lock:
                 call.done = True
-            timer.cancel()
             _local.call = None

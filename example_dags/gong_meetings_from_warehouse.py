@@ -16,8 +16,10 @@ limit, and writes each row's outcome to a results ledger in the same warehouse, 
 | `external_id` | optional; the row key is sent when empty |
 
 **Ledger** (default `gong_meeting_ledger`, created if absent): `row_key, status, meeting_id,
-meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at`.
+meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by`.
 `status` is `created`, `failed`, or `pending` (the create may have reached Gong; reconcile by hand).
+A row is sent only by the run that won its claim in the ledger, so overlapping runs, a slow attempt
+beside its retry, and reruns never create a meeting twice.
 
 **Connections** (DAG params): `warehouse` (any common-sql connection: SQLite by default, PostgreSQL,
 MySQL, Snowflake...) and `gong_default`. **Pool**: `gong_api` caps concurrent Gong tasks across workers

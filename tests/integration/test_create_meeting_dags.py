@@ -175,3 +175,34 @@ def test_secret_and_derived_header_are_registered_with_airflows_masker(monkeypat
     assert credential not in redacted
     assert secret not in redacted
     assert redacted.count("***") == 2
+
+
+class _FailsAfterThePostOnce(GongCreateMeetingOperator):
+    """Fault injection: the first try dies after Gong created the meeting (XCom push fails)."""
+
+    def _push(self, ti, result):
+        if ti.try_number == 1:
+            raise RuntimeError("worker lost its XCom backend right after the POST")
+        super()._push(ti, result)
+
+
+def test_a_failure_after_the_post_is_not_a_second_meeting_on_airflow_retry(
+    run_dag, gong_connection, xcoms, task_states
+):
+    with DAG(
+        "gong_retry_after_post", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")
+    ) as dag:
+        _FailsAfterThePostOnce(
+            task_id="create",
+            start_time="{{ logical_date.add(days=2).isoformat() }}",
+            end_time="{{ logical_date.add(days=2, hours=1).isoformat() }}",
+            invitees="buyer@client.com",
+            organizer_email="rep@acme.com",
+            retries=2,
+            retry_delay=0,
+        )
+    dag_run = run_dag(dag)
+    assert dag_run.state == "success"
+    assert task_states(dag_run)["create"] == ("success", 2)  # the retry finished the job ...
+    (created,) = gong_connection.created  # ... without a second meeting
+    assert xcoms(dag_run)[("create", -1, "meeting_id")] == created.meeting_id

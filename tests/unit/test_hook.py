@@ -413,3 +413,87 @@ def test_test_connection_reports_success_and_failure(hook, requests_mock):
     ok, message = hook.test_connection()
     assert not ok and "credentials" in message
     assert SECRET not in message
+
+
+# -- what Gong may have seen (issue 6) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ContentDecodingError("corrupt gzip"),
+        requests.exceptions.ChunkedEncodingError("cut short"),
+        requests.exceptions.SSLError("bad record mac"),
+        RuntimeError("something nobody foresaw"),
+    ],
+)
+def test_any_failure_after_a_create_may_have_reached_gong_is_may_exist(hook, requests_mock, exc):
+    requests_mock.post(f"{BASE}/v2/meetings", exc=exc)
+    with pytest.raises(GongMeetingMayExistError):
+        hook.create_meeting(MEETING)
+    assert requests_mock.call_count == 1  # never re-sent
+
+
+def test_an_undecodable_answer_to_a_get_is_retried(hook, requests_mock):
+    requests_mock.get(
+        f"{BASE}/v2/users",
+        [{"exc": requests.exceptions.ChunkedEncodingError("cut short")}, {"json": {"users": []}}],
+    )
+    assert hook.request("GET", "/v2/users") == {"users": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"requestId": "r-1"}, {"meetingId": None}, {"meetingId": {"id": 1}}, {"meetingId": True}],
+)
+def test_a_2xx_without_a_usable_meeting_id_is_may_exist(hook, requests_mock, body):
+    requests_mock.post(f"{BASE}/v2/meetings", json=body)
+    with pytest.raises(GongMeetingMayExistError):
+        hook.create_meeting(MEETING)
+
+
+def test_an_odd_answer_with_a_meeting_id_keeps_the_id(hook, requests_mock):
+    body = {**CREATED, "meetingUrl": 42, "additionalInvitees": ["assistant@gong.io", {"email": "a@gong.io"}]}
+    requests_mock.post(f"{BASE}/v2/meetings", json=body)
+    result = hook.create_meeting(MEETING)
+    assert result.meeting_id == CREATED["meetingId"] and result.meeting_url == ""
+    assert result.additional_invitees == [{"email": "a@gong.io"}]
+
+
+def test_a_token_pasted_with_a_newline_is_stripped(monkeypatch, requests_mock):
+    hook = make_hook(monkeypatch, login=None, password=None, extra={"access_token": TOKEN + "\n"})
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN} x", f"{TOKEN}\nX-Evil: 1", f"{TOKEN}é"])
+def test_a_token_that_cannot_be_sent_fails_before_any_call_without_showing_it(
+    monkeypatch, requests_mock, token
+):
+    hook = make_hook(monkeypatch, login=None, password=None, extra={"access_token": token})
+    with pytest.raises(GongValidationError, match="access_token contains characters") as info:
+        hook.get_conn()
+    assert TOKEN not in str(info.value)
+    assert requests_mock.call_count == 0
+
+
+def test_a_connection_of_another_type_is_refused(monkeypatch):
+    hook = make_hook(monkeypatch, conn_type="http")
+    with pytest.raises(GongValidationError, match="type 'http'"):
+        hook.get_conn()
+
+
+def test_a_drip_fed_answer_ends_at_the_deadline(monkeypatch):
+    from airflow_provider_gong.testing import GongStandIn
+
+    with GongStandIn() as standin:
+        monkeypatch.setenv("AIRFLOW_CONN_GONG_DRIP", standin.connection_json(timeout=1, deadline=1.5))
+        standin.inject("drip", delay=0.25)  # every read is quick; the whole answer takes ~80 s
+        hook = GongHook("gong_drip", max_attempts=1)
+        with pytest.raises(GongConnectionError, match=r"within the 1.5 s deadline"):
+            hook.request("GET", "/v2/users")
+        standin.inject("drip", delay=0.25)
+        with pytest.raises(GongMeetingMayExistError, match="deadline"):
+            hook.create_meeting(MEETING)
+        assert hook.request("GET", "/v2/users")["users"]  # the session still works afterwards

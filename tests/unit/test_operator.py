@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_gong.exceptions import GongMeetingMayExistError, GongRateLimitError
-from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+from airflow_provider_gong.operators.meetings import STATE_KEY, GongCreateMeetingOperator
 
 
 def make_op(**changes):
@@ -89,3 +89,82 @@ def test_quota_exhaustion_is_a_transient_failure(gong_connection, monkeypatch):
         make_op().execute({"ti": MagicMock()})
     assert not isinstance(info.value, AirflowFailException)
     assert info.value.retry_after == 3600
+
+
+# -- exactly once across Airflow retries (task_state_store, Airflow >= 3.3) --------------------------
+
+
+class FakeStore:
+    """The task_state_store accessor's interface (get / set / delete), kept in a dict."""
+
+    def __init__(self, values=None):
+        self.values = dict(values or {})
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value, **kwargs):
+        self.values[key] = value
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def test_the_result_is_stored_and_a_retry_returns_it_without_calling_gong(gong_connection):
+    store = FakeStore()
+    first = make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert store.values[STATE_KEY]["state"] == "created"
+    ti = MagicMock()
+    again = make_op().execute({"ti": ti, "task_state_store": store})
+    assert again == first and gong_connection.created_count() == 1
+    ti.xcom_push.assert_any_call(key="meeting_id", value=first["meeting_id"])
+
+
+def test_a_retry_that_finds_only_the_mark_fails_as_may_exist_without_calling_gong(gong_connection):
+    store = FakeStore({STATE_KEY: {"state": "sending", "at": "2030-01-01T00:00:00+00:00", "try_number": 1}})
+    with pytest.raises(GongMeetingMayExistError, match="earlier try") as info:
+        make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert isinstance(info.value, AirflowFailException)
+    assert gong_connection.log == []
+
+
+def test_a_lost_answer_keeps_the_mark(gong_connection):
+    store = FakeStore()
+    gong_connection.inject("drop_after")
+    with pytest.raises(GongMeetingMayExistError):
+        make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert store.values[STATE_KEY]["state"] == "sending"
+    with pytest.raises(GongMeetingMayExistError):
+        make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert gong_connection.created_count() == 1
+
+
+def test_a_failure_that_created_nothing_clears_the_mark_so_a_retry_creates_it(gong_connection, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_connection.connection_json(max_retry_wait=5))
+    store = FakeStore()
+    gong_connection.inject("status", status=429, retry_after=3600)
+    with pytest.raises(GongRateLimitError):
+        make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert STATE_KEY not in store.values
+    make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert gong_connection.created_count() == 1
+
+
+def test_xcom_failure_after_the_post_with_a_store_is_finished_by_the_retry(gong_connection):
+    store = FakeStore()
+    ti = MagicMock()
+    ti.xcom_push.side_effect = RuntimeError("XCom backend down")
+    with pytest.raises(RuntimeError):
+        make_op().execute({"ti": ti, "task_state_store": store})
+    result = make_op().execute({"ti": MagicMock(), "task_state_store": store})
+    assert (
+        gong_connection.created_count() == 1 and result["meeting_id"] == gong_connection.created[0].meeting_id
+    )
+
+
+def test_xcom_failure_after_the_post_without_a_store_is_permanent_and_names_the_meeting(gong_connection):
+    ti = MagicMock()
+    ti.xcom_push.side_effect = RuntimeError("XCom backend down")
+    with pytest.raises(AirflowFailException) as info:
+        make_op().execute({"ti": ti})
+    assert gong_connection.created[0].meeting_id in str(info.value)

@@ -1,0 +1,245 @@
+"""The batch engine's parts on their own: plan rules, ledger claims on real SQLite, SQL helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import uuid
+from decimal import Decimal
+
+import pendulum
+import pytest
+from airflow.sdk import BaseHook
+
+from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.meetings import MeetingResult
+from airflow_provider_gong.sync.ledger import (
+    CREATED,
+    FAILED,
+    PENDING,
+    PERMANENT,
+    TRANSIENT,
+    UNKNOWN,
+    LedgerEntry,
+    LedgerWriteError,
+    ResultsLedger,
+)
+from airflow_provider_gong.sync.plan import CREATE, SKIP, plan_row
+from airflow_provider_gong.sync.source import normalise_key
+from airflow_provider_gong.sync.sql import literal_percent, quote_identifier
+
+NOW = pendulum.datetime(2030, 1, 1, 12, tz="UTC")
+RESULT = MeetingResult("7782342274025937895", "https://join.gong.io/acme/rep?tkn=a", "req-1", [])
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+def entry(status, kind=None, attempts=1, owner="other-run", age=3600.0):
+    return LedgerEntry(status, kind, attempts, owner, NOW.subtract(seconds=age).isoformat())
+
+
+@pytest.mark.parametrize(
+    "row, retry_failed, expected",
+    [
+        (None, False, (CREATE, "new")),
+        (entry(CREATED), True, (SKIP, "created")),
+        (entry(PENDING), True, (SKIP, "pending")),
+        (entry(PENDING, age=5), False, (SKIP, "in_flight")),  # another run's call, still in its lease
+        (entry(PENDING, UNKNOWN, age=5), False, (SKIP, "pending")),  # its answer was lost: reconcile
+        (LedgerEntry(PENDING, None, 1, "0.1.0", None), False, (SKIP, "pending")),  # no timestamp
+        (entry(FAILED, TRANSIENT), False, (CREATE, "retry_transient")),
+        (entry(FAILED, PERMANENT), False, (SKIP, "failed_permanent")),
+        (entry(FAILED, PERMANENT), True, (CREATE, "retry_failed")),
+        (entry(CREATED, owner="this-run"), False, (SKIP, "duplicate_in_run")),
+        (entry("something-else"), True, (SKIP, "pending")),
+    ],
+)
+def test_plan_rules(row, retry_failed, expected):
+    step = plan_row(row, retry_failed=retry_failed, owner="this-run", lease_seconds=600, now=NOW)
+    assert (step.action, step.reason) == expected
+
+
+# -- ledger claims --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_hook(tmp_path, monkeypatch):
+    conn_id = f"wh_{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")})
+    )
+    return BaseHook.get_hook(conn_id)
+
+
+def book(hook, owner, **kwargs) -> ResultsLedger:
+    ledger = ResultsLedger(hook, "ledger", owner=owner, sleep=lambda s: None, **kwargs)
+    ledger.ensure_table()
+    return ledger
+
+
+def test_only_one_runner_wins_a_new_key(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    assert a.claim("k1", None) is True
+    assert b.claim("k1", None) is False  # the INSERT lost to the primary key; no raw DB error
+    assert a.get("k1") == LedgerEntry(PENDING, None, 1, "run-a", a.get("k1").updated_at)
+
+
+def test_a_stale_view_of_a_failed_row_loses_the_claim(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    a.claim("k1", None)
+    a.record_failed("k1", "quota", TRANSIENT)
+    seen = a.get("k1")  # both runners read: failed, attempts 1
+    assert b.claim("k1", seen) is True
+    assert a.claim("k1", seen) is False
+    b.record_failed("k1", "quota again", TRANSIENT)  # back to failed, but attempts is now 2 (no ABA)
+    assert a.claim("k1", seen) is False
+    assert a.claim("k1", a.get("k1")) is True and a.get("k1").attempts == 3
+
+
+def test_outcomes_are_written_only_under_ones_own_claim(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    a.claim("k1", None)
+    assert b.record_created("k1", RESULT) is False  # not b's claim
+    assert a.record_created("k1", RESULT) is True
+    row = a.read_all()[0]
+    assert (row["status"], row["meeting_id"], row["claimed_by"]) == (CREATED, RESULT.meeting_id, "run-a")
+
+
+class _Cursor:
+    """A DB-API cursor proxy: optionally hides rowcount, optionally fails some statements."""
+
+    def __init__(self, cursor, owner):
+        self._cursor, self._owner = cursor, owner
+
+    def execute(self, sql, params=()):
+        if self._owner.failures and sql.lstrip().upper().startswith(self._owner.fail_prefix):
+            self._owner.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return self._cursor.execute(sql, params)
+
+    @property
+    def rowcount(self):
+        return -1 if self._owner.hide_rowcount else self._cursor.rowcount
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+class _Conn:
+    def __init__(self, conn, *, hide_rowcount=False, failures=0, fail_prefix="UPDATE"):
+        self._conn, self.hide_rowcount, self.failures, self.fail_prefix = (
+            conn,
+            hide_rowcount,
+            failures,
+            fail_prefix,
+        )
+
+    def cursor(self):
+        return _Cursor(self._conn.cursor(), self)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_claims_work_with_a_driver_that_reports_no_rowcount(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    a.conn, b.conn = _Conn(a.conn, hide_rowcount=True), _Conn(b.conn, hide_rowcount=True)
+    a.claim("k1", None)
+    a.record_failed("k1", "quota", TRANSIENT)
+    seen = a.get("k1")
+    assert b.claim("k1", seen) is True  # told by reading its own token back
+    assert a.claim("k1", seen) is False
+
+
+def test_a_write_that_fails_briefly_is_retried(sqlite_hook):
+    a = book(sqlite_hook, "run-a")
+    a.claim("k1", None)
+    a.conn = _Conn(a.conn, failures=2)  # "database is locked" twice, then fine
+    assert a.record_created("k1", RESULT) is True
+    assert a.get("k1").status == CREATED
+
+
+def test_a_write_that_keeps_failing_raises_after_its_retries(sqlite_hook):
+    a = book(sqlite_hook, "run-a", write_attempts=3)
+    a.claim("k1", None)
+    a.conn = _Conn(a.conn, failures=10)
+    with pytest.raises(LedgerWriteError, match="database is locked"):
+        a.record_created("k1", RESULT)
+    assert a.conn.failures == 7  # exactly three attempts
+
+
+def test_a_claim_that_fails_to_write_is_not_a_win(sqlite_hook):
+    a = book(sqlite_hook, "run-a", write_attempts=2)
+    a.conn = _Conn(a.conn, failures=10, fail_prefix="INSERT")
+    with pytest.raises(LedgerWriteError):
+        a.claim("k1", None)  # the caller must not call Gong
+
+
+def test_a_0_1_0_ledger_is_migrated_and_keeps_its_rows(sqlite_hook):
+    sqlite_hook.run(
+        "CREATE TABLE ledger (row_key VARCHAR(255) NOT NULL PRIMARY KEY, status VARCHAR(16) NOT NULL, "
+        "meeting_id VARCHAR(32), meeting_url VARCHAR(2048), request_id VARCHAR(128), "
+        "additional_invitees TEXT, error TEXT, error_kind VARCHAR(16), attempts INTEGER NOT NULL, "
+        "updated_at VARCHAR(40) NOT NULL)"
+    )
+    sqlite_hook.insert_rows("ledger", [("1", "created", "123", "u", "r", "[]", None, None, 1, "t")])
+    a = book(sqlite_hook, "run-a")
+    assert a.get("1").status == CREATED
+    book(sqlite_hook, "run-b")  # a second migration is a no-op
+    assert a.claim("2", None) is True
+
+
+# -- keys and SQL --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, key",
+    [
+        (7, "7"),
+        ("7", "7"),
+        ("crm-evt-1", "crm-evt-1"),
+        (Decimal("12"), "12"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (dt.date(2030, 1, 2), "2030-01-02"),
+        (b"\x01\xff", "01ff"),
+        (memoryview(b"\x01\xff"), "01ff"),
+    ],
+)
+def test_key_normalisation(value, key):
+    assert normalise_key(value) == key
+
+
+class _Hook:
+    def __init__(self, dialect_name, placeholder="%s", escape_word_format='"{}"'):
+        self.dialect_name = dialect_name
+        self.placeholder = placeholder
+        self.escape_word_format = escape_word_format
+
+
+@pytest.mark.parametrize(
+    "dialect, name, quoted",
+    [
+        ("postgresql", "Gong_Ledger", '"gong_ledger"'),
+        ("postgresql", "Analytics.Meetings", '"analytics"."meetings"'),
+        ("postgresql", '"MixedCase"', '"MixedCase"'),
+        ("snowflake", "gong_ledger", '"GONG_LEDGER"'),
+        ("sqlite", "Gong_Ledger", '"Gong_Ledger"'),
+        ("postgresql", "end", '"end"'),  # a reserved word stays usable
+    ],
+)
+def test_identifiers_follow_the_databases_case_rules(dialect, name, quoted):
+    assert quote_identifier(_Hook(dialect), name) == quoted
+
+
+@pytest.mark.parametrize("name", ["", "a;drop table x", 'a"b', "a.b.c.d", "1abc", '"unterminated'])
+def test_bad_identifiers_are_rejected(name):
+    with pytest.raises(GongValidationError, match="not a plain SQL identifier"):
+        quote_identifier(_Hook("postgresql"), name)
+
+
+def test_percent_is_doubled_only_for_percent_style_drivers():
+    sql = "SELECT * FROM t WHERE title LIKE 'a%'"
+    assert literal_percent(_Hook("postgresql", "%s"), sql) == "SELECT * FROM t WHERE title LIKE 'a%%'"
+    assert literal_percent(_Hook("sqlite", "?"), sql) == sql
