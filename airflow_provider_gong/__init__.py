@@ -58,9 +58,9 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "auth_type": {
                         "label": "Auth type",
-                        "description": "basic (access key + secret) or bearer (OAuth access token). "
-                        "Default: bearer when an access token is set, else basic.",
-                        "schema": {"type": ["string", "null"], "enum": ["basic", "bearer", None]},
+                        "description": "auto: bearer when an access token is set, else basic; basic: "
+                        "access key + secret; bearer: OAuth access token.",
+                        "schema": {"type": "string", "enum": ["auto", "basic", "bearer"], "default": "auto"},
                     },
                     "access_token": {
                         "label": "Bearer access token",
@@ -70,7 +70,18 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "timeout": {
                         "label": "Read timeout (s)",
-                        "description": "Seconds to wait for Gong's answer. Default 30.",
+                        "description": "Seconds each read of Gong's answer may wait. Default 30.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to open a connection to Gong. Default 10.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "deadline": {
+                        "label": "Deadline per call (s)",
+                        "description": "Total seconds one call may take, connect to last byte. "
+                        "Default: connect timeout + read timeout.",
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
                     },
                     "rate_limit_per_second": {
@@ -83,6 +94,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Longest Retry-After the hook waits out; beyond it the task "
                         "fails with a rate-limit error so Airflow can retry later. Default 60.",
                         "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "max_attempts": {
+                        "label": "Max attempts per call",
+                        "description": "Tries per call for failures that are safe to repeat. Default 5.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
                     },
                 },
             }

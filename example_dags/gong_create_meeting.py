@@ -16,6 +16,11 @@ from airflow.sdk import Param, dag, task
 
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 
+# A Jinja expression: tomorrow at the top of the hour, from the run's run_after.
+TOMORROW_AT_THE_HOUR = (
+    "(dag_run.run_after + macros.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)"
+)
+
 
 @dag(
     dag_id="gong_create_meeting",
@@ -34,14 +39,16 @@ from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 def gong_create_meeting() -> None:
     create = GongCreateMeetingOperator(
         task_id="create_meeting",
-        # Tomorrow at the top of the hour, for 30 minutes (rendered as native pendulum values).
-        start_time="{{ logical_date.add(days=1).start_of('hour') }}",
-        end_time="{{ logical_date.add(days=1).start_of('hour').add(minutes=30) }}",
+        # Tomorrow at the top of the hour, for 30 minutes (rendered as native datetimes). run_after is
+        # set on every run; logical_date is not (a trigger from the UI, CLI or REST API may omit it).
+        start_time=f"{{{{ {TOMORROW_AT_THE_HOUR} }}}}",
+        end_time=f"{{{{ {TOMORROW_AT_THE_HOUR} + macros.timedelta(minutes=30) }}}}",
         invitees="{{ params.invitees }}",
         organizer_email="{{ params.organizer_email }}",
         title="{{ params.title }}",
         external_id="{{ dag.dag_id }}:{{ run_id }}",
-        pool="gong_api",
+        # Optional: pool="gong_api" caps concurrent Gong tasks, once you created the pool
+        # (airflow pools set gong_api 3 "Gong API"); a task in a missing pool never starts.
     )
 
     @task

@@ -22,8 +22,13 @@ A row is sent only by the run that won its claim in the ledger, so overlapping r
 beside its retry, and reruns never create a meeting twice.
 
 **Connections** (DAG params): `warehouse` (any common-sql connection: SQLite by default, PostgreSQL,
-MySQL, Snowflake...) and `gong_default`. **Pool**: `gong_api` caps concurrent Gong tasks across workers
-(`airflow pools set gong_api 1 "Gong API"`); the hook paces each task at the connection's rate.
+MySQL, Snowflake...) and `gong_default`. **Pool** (optional): create `gong_api`
+(`airflow pools set gong_api 1 "Gong API"`) and add `pool="gong_api"` to cap concurrent Gong tasks
+across workers; the hook paces each task at the connection's rate.
+
+**Run state**: with `fail_on_row_errors` (default true) the run fails while any row of the table is
+`failed` or awaits reconciliation in the ledger — also rows an earlier run failed — so a green run
+means every row has its meeting.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def gong_meetings_from_warehouse() -> None:
         timezone="{{ params.timezone }}",
         fail_on_row_errors="{{ params.fail_on_row_errors }}",
         preflight=True,
-        pool="gong_api",
+        # Optional: pool="gong_api" once the pool exists (a task in a missing pool never starts).
     )
 
 

@@ -3,8 +3,9 @@
 
 Same source table as `gong_meetings_from_warehouse` (columns `id, start_time, end_time, title,
 organizer_email, invitees, external_id`), but each meeting is its own mapped
-`GongCreateMeetingOperator` task instance, in pool `gong_api`, and the results are upserted into
-`gong_meeting_results` (`row_key, meeting_id, meeting_url, request_id, status`) at the end.
+`GongCreateMeetingOperator` task instance (at most 3 at a time), and the results are upserted into
+`gong_meeting_results` (`row_key, meeting_id, meeting_url, request_id, status`) at the end. The run
+fails, after writing every result, when any meeting failed.
 
 **Choose this one** for small batches (tens to a few hundred rows, `[core] max_map_length` caps it at
 1024 by default) when you want every meeting visible in the UI with its own log, retry button and
@@ -12,7 +13,11 @@ organizer_email, invitees, external_id`), but each meeting is its own mapped
 matters most: its ledger marks a row *before* calling Gong, so a killed worker can never lead to a
 second create; here, a task killed between Gong's answer and the write-back step loses the result.
 
-Connections: `warehouse` (any common-sql connection) and `gong_default`. Pool: `gong_api`.
+Connections: `warehouse` (any common-sql connection) and `gong_default`. Optional pool: add
+`pool="gong_api"` once it exists (`airflow pools set gong_api 3 "Gong API"`).
+
+It keeps its own results table: do not point it and `gong_meetings_from_warehouse` at the same source
+table, or every meeting is created twice (once per results table).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import BaseHook, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.sync.sql import quote_identifier
@@ -77,14 +83,14 @@ def gong_meetings_mapped() -> None:
     batch = rows_to_create()
     created = GongCreateMeetingOperator.partial(
         task_id="create_meeting",
-        pool="gong_api",
         max_active_tis_per_dagrun=3,
         map_index_template="{{ task.external_id }}",
     ).expand_kwargs(batch)
 
     @task(trigger_rule="all_done")
     def write_back(batch: list[dict[str, Any]]) -> int:
-        """Upsert one result row per mapped task instance (failed ones too)."""
+        """Upsert one result row per mapped task instance (failed ones too), then fail the run if
+        any meeting failed: a green run means every row has its meeting."""
         ti = get_current_context()["ti"]
         rows = []
         for index, kwargs in enumerate(batch):
@@ -109,7 +115,13 @@ def gong_meetings_mapped() -> None:
                 replace=True,
                 replace_index="row_key",
             )
-        return sum(1 for r in rows if r[-1] == "created")
+        failed = [r[0] for r in rows if r[-1] == "failed"]
+        if failed:
+            raise AirflowException(
+                f"{len(failed)} of {len(rows)} meeting(s) failed (rows {', '.join(failed[:20])}); "
+                f"see the create_meeting task logs and {RESULTS_TABLE}."
+            )
+        return len(rows)
 
     created >> write_back(batch)
 

@@ -217,12 +217,16 @@ class GongHook(BaseHook):
                 f"connection {self.gong_conn_id!r} has type {conn.conn_type!r}; the Gong hook needs a "
                 f"connection of type {self.conn_type!r}"
             )
-        extra = conn.extra_dejson or {}
+        # The UI form saves every empty optional field as null (or ""): that means "the default".
+        extra = {k: v for k, v in (conn.extra_dejson or {}).items() if v is not None and v != ""}
         token = extra.get("access_token")
-        auth_type = str(extra.get("auth_type") or ("bearer" if token else "basic")).lower()
+        auth_type = str(extra.get("auth_type") or "auto").strip().lower()
+        if auth_type == "auto":
+            auth_type = "bearer" if token else "basic"
+        base_url = normalise_base_url(conn.host, conn.schema, conn.port)
         data = {
             **extra,
-            "base_url": normalise_base_url(conn.host, conn.schema, conn.port),
+            "base_url": base_url,
             "auth_type": auth_type,
             "access_key": conn.login or None,
             "access_key_secret": conn.password or None,
@@ -236,7 +240,7 @@ class GongHook(BaseHook):
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
             )
             raise GongValidationError(
-                f"Gong connection {self.gong_conn_id!r} is invalid: {problems}"
+                f"the Gong connection for {base_url} is invalid: {problems}"
             ) from None
         for secret in (settings.access_key_secret, settings.access_token):
             if secret:
@@ -332,7 +336,10 @@ class GongHook(BaseHook):
         except Exception as exc:
             raise self._transport_error(exc, operation, idempotent) from None
         if body is None:
-            message = f"{operation} answered HTTP {response.status_code} with a body that is not JSON"
+            message = (
+                f"{operation} answered HTTP {response.status_code} with a body that is not JSON; "
+                f"{self.base_url} is probably not Gong's API (check the connection's host)"
+            )
             if idempotent:
                 raise GongError(message, status=response.status_code)
             raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)

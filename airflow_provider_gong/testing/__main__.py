@@ -13,7 +13,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_gong.testing", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--rate", type=float, default=3.0, help="calls/s before answering 429 (0: no limit)")
+    parser.add_argument(
+        "--rate", type=float, default=3.0, help="calls/s (token bucket) before answering 429 (0: no limit)"
+    )
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429")
     parser.add_argument("--user", action="append", help="a Gong user with consent enabled (repeatable)")
     parser.add_argument(
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ).start()
     print(f"Gong stand-in listening on {standin.url}", flush=True)
     print(f"AIRFLOW_CONN_GONG_DEFAULT='{standin.connection_json()}'", flush=True)
+    print(f"or: airflow connections add gong_default --conn-json '{standin.connection_json()}'", flush=True)
     print("Admin: GET /_standin/meetings, POST /_standin/faults, POST /_standin/reset", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

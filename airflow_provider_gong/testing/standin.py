@@ -95,8 +95,8 @@ class GongStandIn:
     :param port: 0 picks a free port; read :attr:`url` after start.
     :param users: Gong users with the consent page enabled (organizers that work).
     :param users_without_consent: Gong users whose consent page is off (create answers 409).
-    :param rate_limit_per_second: answer 429 beyond this many calls in any one-second window
-        (None: no limit).
+    :param rate_limit_per_second: answer 429 beyond this rate (None: no limit); see ``_over_rate``.
+    :param strict_window: count calls in a sliding one-second window instead of a token bucket.
     :param limited_release: answer every Meetings call with 403 "Limited release".
     :param latency: seconds every API call takes (so concurrent clients really overlap in tests).
     :param meeting_url_length: pad created meetings' ``meetingUrl`` to this many characters.
@@ -119,6 +119,7 @@ class GongStandIn:
         company: str = "acme",
         meeting_url_length: int | None = None,
         latency: float = 0.0,
+        strict_window: bool = False,
         additional_invitees: Any = (ASSISTANT,),
     ) -> None:
         self.host = host
@@ -134,6 +135,7 @@ class GongStandIn:
         self.company = company
         self.meeting_url_length = meeting_url_length
         self.latency = latency
+        self.strict_window = strict_window
         self.additional_invitees = (
             list(additional_invitees) if isinstance(additional_invitees, tuple) else additional_invitees
         )
@@ -143,6 +145,8 @@ class GongStandIn:
         self.log: list[tuple[str, str, int]] = []
         self._faults: list[Fault] = []
         self._window: deque[float] = deque()
+        self._tokens = 0.0
+        self._bucket_at: float | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -201,6 +205,7 @@ class GongStandIn:
             self.log.clear()
             self._faults.clear()
             self._window.clear()
+            self._bucket_at = None
 
     def created_count(self, external_id: str | None = None) -> int:
         with self.lock:
@@ -229,15 +234,28 @@ class GongStandIn:
         return None
 
     def _over_rate(self) -> bool:
+        """Gong's limit as a token bucket (``rate`` tokens/s, bursts of ``rate``): a client paced
+        evenly at the rate never sees a 429, whatever the timing jitter. ``strict_window`` instead
+        allows at most ``rate`` calls in any sliding second (a harsher reading of "3 calls/s")."""
         if not self.rate_limit_per_second:
             return False
+        rate = float(self.rate_limit_per_second)
         now = time.monotonic()
         with self.lock:
-            while self._window and now - self._window[0] >= 1.0:
-                self._window.popleft()
-            if len(self._window) >= self.rate_limit_per_second:
+            if self.strict_window:
+                while self._window and now - self._window[0] >= 1.0:
+                    self._window.popleft()
+                if len(self._window) >= rate:
+                    return True
+                self._window.append(now)
+                return False
+            if self._bucket_at is None:
+                self._tokens, self._bucket_at = rate, now
+            self._tokens = min(rate, self._tokens + (now - self._bucket_at) * rate)
+            self._bucket_at = now
+            if self._tokens < 1.0:
                 return True
-            self._window.append(now)
+            self._tokens -= 1.0
         return False
 
     def _authorized(self, header: str | None) -> bool:

@@ -59,8 +59,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
     :param timezone: IANA zone for naive timestamps (templated; default UTC).
     :param page_size: rows per read; bounds memory.
     :param retry_failed: also retry rows that failed permanently before (e.g. after fixing data).
-    :param fail_on_row_errors: fail the task, after writing every outcome, when any row failed or
-        awaits reconciliation.
+    :param fail_on_row_errors: fail the task, after writing every outcome, while any source row has
+        no meeting: it failed (in this run or, permanently, in an earlier one) or awaits
+        reconciliation. Rows another run has in flight do not count. Default True.
     :param preflight: check each organizer once with Gong's integration-status call first; rows of
         organizers who are not Gong users or have no valid consent page fail without a create call.
     :param claim_lease_seconds: a row claimed by another run less than this long ago, with no outcome
@@ -186,24 +187,38 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 ledger.close()
             gong.close()
         summary: dict[str, Any] = {**progress.summary(), "ledger_table": self.ledger_table}
-        problems = summary["failed"] + summary["pending_unreconciled"]
+        problems = _problems(summary)
         if problems:
             self.log.warning(
-                "%d row(s) need attention: %d failed (%d with unusable keys), %d pending. See status/error "
-                "in ledger %s ('pending' = the create may have reached Gong: check Gong by externalId, "
-                "then set the row to created or failed).",
-                problems,
-                summary["failed"],
-                summary["invalid_keys"] + summary["duplicate_keys"],
-                summary["pending_unreconciled"],
-                self.ledger_table,
+                "Rows that need attention (status/error in ledger %s): %s.", self.ledger_table, problems
             )
             if _truthy(self.fail_on_row_errors):
                 raise GongBatchRowErrors(
-                    f"{summary['failed']} row(s) failed and {summary['pending_unreconciled']} await "
-                    f"reconciliation (created {summary['created']}); every outcome is in {self.ledger_table}."
+                    f"{problems} (created {summary['created']} in this run); every outcome is in "
+                    f"{self.ledger_table}. The task fails while such rows remain; "
+                    "set fail_on_row_errors=False to accept them."
                 )
         return summary
+
+
+def _problems(summary: Mapping[str, Any]) -> str:
+    """The rows this run answers for that have no meeting, in words; "" when there are none."""
+    parts = []
+    if summary["failed"]:
+        bad_keys = summary["invalid_keys"] + summary["duplicate_keys"]
+        keys = f" ({bad_keys} with a NULL, duplicated or over-long key)" if bad_keys else ""
+        parts.append(f"{summary['failed']} row(s) failed in this run{keys}")
+    if summary["skipped_failed"]:
+        parts.append(
+            f"{summary['skipped_failed']} row(s) failed permanently in an earlier run (fix the data, "
+            "then run with retry_failed=True)"
+        )
+    if summary["pending_unreconciled"]:
+        parts.append(
+            f"{summary['pending_unreconciled']} row(s) are pending: the create may have reached Gong; "
+            "check Gong by externalId, then set the row to created (with its meeting_id) or failed"
+        )
+    return "; ".join(parts)
 
 
 def _owner(context: Context | Mapping[str, Any]) -> str:

@@ -206,3 +206,15 @@ def test_a_failure_after_the_post_is_not_a_second_meeting_on_airflow_retry(
     assert task_states(dag_run)["create"] == ("success", 2)  # the retry finished the job ...
     (created,) = gong_connection.created  # ... without a second meeting
     assert xcoms(dag_run)[("create", -1, "meeting_id")] == created.meeting_id
+
+
+def test_example_dag_runs_without_a_logical_date(run_dag, gong_connection, xcoms):
+    """As `airflow dags trigger` or the REST API with logical_date null start it."""
+    dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_create_meeting"]
+    dag_run = run_dag(dag, logical_date=None)
+    assert dag_run.state == "success" and dag_run.logical_date is None
+    (created,) = gong_connection.created
+    start = pendulum.parse(created.payload["startTime"])
+    assert start > pendulum.now("UTC") and (start.minute, start.second) == (0, 0)
+    assert pendulum.parse(created.payload["endTime"]) == start.add(minutes=30)
+    assert xcoms(dag_run)[("create_meeting", -1, "meeting_id")] == created.meeting_id

@@ -19,6 +19,8 @@ from tests.conftest import EXAMPLE_DAGS, ROOT
 from tests.integration.helpers import ledger, operator, seed
 
 pytestmark = pytest.mark.integration
+
+
 def test_example_dag_creates_every_row_once_and_rerun_creates_nothing(warehouse, fast_gong, run_dag, xcoms):
     seed(warehouse, demo_rows(12))
     dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_meetings_from_warehouse"]
@@ -107,11 +109,14 @@ def test_each_bad_row_gets_its_own_error_and_good_rows_go_through(tmp_path, monk
     assert [rows[str(100 + i)]["status"] for i in range(3)] == ["created"] * 3
     # external_id falls back to the row key, so Gong-side records trace back to their row.
     assert sorted(c.payload["externalId"] for c in fast_gong.created) == ["100", "101", "102"]
-    # A rerun neither re-posts the bad rows nor the good ones.
+    # A rerun neither re-posts the bad rows nor the good ones ...
     calls_before = len(fast_gong.log)
     summary = operator(wh, fail_on_row_errors=False).execute({})
     assert summary["skipped_failed"] == len(BAD_ROWS) and summary["skipped_created"] == 3
     assert len(fast_gong.log) == calls_before
+    # ... and does not turn green while those rows still have no meeting (unless asked to).
+    with pytest.raises(GongBatchRowErrors, match=f"{len(BAD_ROWS)} row.s. failed permanently in an earlier"):
+        operator(wh).execute({})
 
 
 def test_preflight_fails_organizers_without_a_create_call(warehouse, fast_gong):
@@ -258,8 +263,8 @@ def test_mapped_example_dag_creates_and_writes_back(tmp_path, monkeypatch, fast_
         "crm-evt-1005": "failed",
         "crm-evt-1006": "failed",
     }
-    # The run is judged by its leaf (write_back, all_done), which recorded the two failed rows.
-    assert dag_run.state == "success"
+    # write_back (all_done) recorded the two failed rows, then failed the run: a green run would lie.
+    assert dag_run.state == "failed"
     assert fast_gong.created_count() == 4
     run_dag(dag)  # rerun: created rows are not sent again
     assert fast_gong.created_count() == 4

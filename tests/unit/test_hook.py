@@ -497,3 +497,37 @@ def test_a_drip_fed_answer_ends_at_the_deadline(monkeypatch):
         with pytest.raises(GongMeetingMayExistError, match="deadline"):
             hook.create_meeting(MEETING)
         assert hook.request("GET", "/v2/users")["users"]  # the session still works afterwards
+
+
+# -- a connection made in the UI form (issue 12) --------------------------------------------------------
+
+
+def test_null_extras_as_the_ui_form_saves_them_mean_the_defaults(monkeypatch, requests_mock):
+    names = "auth_type access_token timeout connect_timeout deadline rate_limit_per_second max_retry_wait"
+    nulls = dict.fromkeys([*names.split(), "max_attempts"])
+    hook = make_hook(monkeypatch, extra={**nulls, "timeout": ""})
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    settings = hook.settings
+    assert (settings.auth_type, settings.timeout, settings.max_retry_wait) == ("basic", 30.0, 60.0)
+    assert (settings.max_attempts, settings.total_deadline) == (5, 40.0)
+
+
+@pytest.mark.parametrize("auth_type, expected", [("auto", "Bearer"), (None, "Bearer"), ("basic", "Basic")])
+def test_auth_type_auto_picks_bearer_when_a_token_is_set(monkeypatch, requests_mock, auth_type, expected):
+    hook = make_hook(monkeypatch, extra={"access_token": TOKEN, "auth_type": auth_type})
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    assert requests_mock.last_request.headers["Authorization"].startswith(expected)
+
+
+def test_messages_name_the_host_not_a_throwaway_connection_id(monkeypatch, requests_mock):
+    hook = make_hook(monkeypatch, conn_id="f26PtTDS", extra={"timeout": "soon"})
+    ok, message = hook.test_connection()
+    assert not ok and BASE in message and "f26PtTDS" not in message
+
+
+def test_a_host_that_answers_html_is_probably_not_gongs_api(hook, requests_mock):
+    requests_mock.get(f"{BASE}/v2/users", text="<html>Welcome to nginx</html>")
+    ok, message = hook.test_connection()
+    assert not ok and "probably not Gong's API" in message and BASE in message

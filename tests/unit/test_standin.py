@@ -163,3 +163,21 @@ def test_cli_starts_a_server(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_a_hook_at_the_default_pace_never_meets_a_429_from_the_default_stand_in(gong_standin, monkeypatch):
+    """Our pacing and our stand-in agree: 3 calls/s evenly spaced fit Gong's 3 calls/s."""
+    from airflow_provider_gong.hooks.gong import GongHook
+
+    gong_standin.rate_limit_per_second = 3  # what `python -m airflow_provider_gong.testing` runs with
+    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json())  # default pace
+    hook = GongHook()
+    for _ in range(10):
+        hook.request("GET", "/v2/users")
+    assert [status for _, _, status in gong_standin.log] == [200] * 10
+
+
+def test_strict_window_is_harsher_than_the_bucket(api, gong_standin):
+    gong_standin.rate_limit_per_second = 2
+    gong_standin.strict_window = True
+    assert [api("GET", "/v2/users").status_code for _ in range(3)] == [200, 200, 429]
