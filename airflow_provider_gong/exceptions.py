@@ -8,7 +8,7 @@ burning its retries, wherever the error is raised (operator, ``@task`` code, bat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -63,8 +63,22 @@ class GongError(AirflowException):
             parts.append(f"(HTTP {self.status}, requestId={self.request_id or 'n/a'})")
         return " ".join(parts)
 
+    def redact(self, redact: Callable[[Any], Any]) -> GongError:
+        """Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong.redact.
+        Redactor`) and re-render the message; returns self. Gong's answer, or a proxy's, can echo the
+        request, credentials included."""
+        self.message = redact(self.message)
+        self.request_id = redact(self.request_id)
+        self.errors = [redact(e) for e in self.errors]
+        self.user_facing_error = redact(self.user_facing_error)
+        self.fix_url = redact(self.fix_url)
+        self.help_url = redact(self.help_url)
+        self.args = (self._render(),)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary, e.g. for a results ledger. Holds no secret by construction."""
+        """A JSON-safe summary, e.g. for a results ledger. Raised by the hook, it holds no credential:
+        the hook redacts every field first."""
         return {
             "type": type(self).__name__,
             "message": str(self),

@@ -28,6 +28,7 @@ from airflow_provider_gong.exceptions import (
 )
 from airflow_provider_gong.meetings import Meeting, MeetingResult
 from airflow_provider_gong.pacing import TokenBucket, retrying
+from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 DEFAULT_HOST = "https://api.gong.io"
@@ -269,6 +270,18 @@ class GongHook(BaseHook):
         return session
 
     @cached_property
+    def redact(self) -> Redactor:
+        """Removes the connection's credentials, in any form, from text built out of an answer."""
+        settings = self.settings
+        return Redactor.for_credentials(
+            access_key=settings.access_key.get_secret_value() if settings.access_key else None,
+            access_key_secret=(
+                settings.access_key_secret.get_secret_value() if settings.access_key_secret else None
+            ),
+            access_token=settings.access_token.get_secret_value() if settings.access_token else None,
+        )
+
+    @cached_property
     def bucket(self) -> TokenBucket:
         return TokenBucket(self.settings.rate_limit_per_second)
 
@@ -312,6 +325,14 @@ class GongHook(BaseHook):
         return policy(self._send_once, method.upper(), path, json, params, idempotent)
 
     def _send_once(
+        self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
+    ) -> Any:
+        try:
+            return self._send_unredacted(method, path, json, params, idempotent)
+        except GongError as exc:
+            raise exc.redact(self.redact) from None  # before the retry log or any caller sees it
+
+    def _send_unredacted(
         self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
     ) -> Any:
         operation = f"{method} {path}"
@@ -424,7 +445,7 @@ class GongHook(BaseHook):
             raise GongMeetingMayExistError(
                 f"POST /v2/meetings failed after it may have reached Gong ({type(exc).__name__}: {exc}); "
                 "the meeting may exist."
-            ) from exc
+            ).redact(self.redact) from None
         if result is None:
             raise GongMeetingMayExistError(
                 "POST /v2/meetings answered 2xx without a usable meetingId; the meeting may exist.",
@@ -475,9 +496,16 @@ class GongHook(BaseHook):
         except GongError as exc:
             return False, str(exc)
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
+            return False, str(self._redact_safely(f"{type(exc).__name__}: {exc}"))
         count = len(body.get("users") or []) if isinstance(body, dict) else 0
         return True, f"Connected to Gong at {self.base_url} ({count} users on the first page)."
+
+
+    def _redact_safely(self, text: str) -> str:
+        try:
+            return self.redact(text)
+        except Exception:  # the settings themselves are broken: the text cannot hold a working secret
+            return text
 
 
 def _meeting_id(value: str | int) -> str:

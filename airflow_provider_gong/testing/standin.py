@@ -98,6 +98,8 @@ class GongStandIn:
     :param rate_limit_per_second: answer 429 beyond this rate (None: no limit); see ``_over_rate``.
     :param strict_window: count calls in a sliding one-second window instead of a token bucket.
     :param limited_release: answer every Meetings call with 403 "Limited release".
+    :param echo_authorization: like some gateways and proxies, copy the request's Authorization header
+        into every error body (``errors``, ``requestId``, ``userFacingError``), raw and base64-decoded.
     :param latency: seconds every API call takes (so concurrent clients really overlap in tests).
     :param meeting_url_length: pad created meetings' ``meetingUrl`` to this many characters.
     :param additional_invitees: what create answers as ``additionalInvitees`` (any JSON value).
@@ -120,6 +122,7 @@ class GongStandIn:
         meeting_url_length: int | None = None,
         latency: float = 0.0,
         strict_window: bool = False,
+        echo_authorization: bool = False,
         additional_invitees: Any = (ASSISTANT,),
     ) -> None:
         self.host = host
@@ -136,6 +139,7 @@ class GongStandIn:
         self.meeting_url_length = meeting_url_length
         self.latency = latency
         self.strict_window = strict_window
+        self.echo_authorization = echo_authorization
         self.additional_invitees = (
             list(additional_invitees) if isinstance(additional_invitees, tuple) else additional_invitees
         )
@@ -271,6 +275,25 @@ class GongStandIn:
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
         """Route one request; returns (status, JSON body, extra headers). Raises _Drop to hang up."""
+        status, payload, extra = self._handle(method, path, headers, body)
+        if self.echo_authorization and status >= 400 and not path.startswith("/_standin/"):
+            header = str(headers.get("Authorization") or "")
+            decoded = ""
+            if header.lower().startswith("basic "):
+                try:
+                    decoded = base64.b64decode(header[6:]).decode("utf-8", "replace")
+                except ValueError:
+                    decoded = "?"
+            echo = f"Request was: Authorization: {header} ({decoded})"
+            payload = {
+                **payload,
+                "errors": [*payload.get("errors", []), echo],
+                "requestId": f"{payload.get('requestId')} {header}",
+                "userFacingError": f"{payload.get('userFacingError') or 'Error'}; {echo}",
+            }
+        return status, payload, extra
+
+    def _handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
         if path.startswith("/_standin/"):
             return self._admin(method, path, body)
         if self.latency:
