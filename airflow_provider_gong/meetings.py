@@ -14,13 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pendulum
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.rules import (
+    MeetingLimits,
+    check_text,
+    check_window,
+    normalise_email,
+    shown,
+    to_instant,
+    zone,
+)
 
-# Deliberately simple: one "@", no spaces or list separators, a dot in the domain. Gong does the
-# real check (unknown organizers get a 404); this only catches typos and mangled columns early.
-_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"']+@[^@\s,;<>()\[\]\"']+\.[A-Za-z]{2,}$")
 _INVITEE_KEYS = {
     "email": "email",
     "displayName": "display_name",
@@ -31,35 +44,6 @@ _INVITEE_KEYS = {
     "lastName": "last_name",
     "last_name": "last_name",
 }
-MAX_TITLE_LENGTH = 1000
-
-
-def _check_email(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
-        raise ValueError(f"{what} must be an email address like name@company.com, got {value!r}")
-    return value.strip()
-
-
-def is_valid_email(value: Any) -> bool:
-    """Whether ``value`` passes the same check as organizer and invitee emails."""
-    return isinstance(value, str) and bool(_EMAIL.match(value.strip()))
-
-
-def to_datetime(value: Any, timezone: str, what: str) -> pendulum.DateTime:
-    """Read a datetime, pendulum value or ISO-8601 string; a naive one is read in ``timezone``."""
-    tz = pendulum.timezone(timezone)
-    if isinstance(value, dt.datetime):
-        # Timezone.convert reads a naive value as wall-clock time in tz (DST-aware).
-        return pendulum.instance(tz.convert(value) if value.tzinfo is None else value)
-    if isinstance(value, str) and value.strip():
-        try:
-            parsed = pendulum.parse(value.strip(), exact=True, tz=None)
-        except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
-            raise ValueError(f"{what} is not an ISO-8601 date-time: {value!r}") from exc
-        if not isinstance(parsed, dt.datetime):
-            raise ValueError(f"{what} needs a date and a time (ISO-8601), got {value!r}")
-        return pendulum.instance(tz.convert(parsed) if parsed.tzinfo is None else parsed)
-    raise ValueError(f"{what} must be a datetime or an ISO-8601 string, got {value!r}")
 
 
 def parse_invitees(value: Any) -> list[dict[str, Any]]:
@@ -81,7 +65,7 @@ def parse_invitees(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
-        raise ValueError(f"invitees must be a list of emails or invitee objects, got {value!r}")
+        raise ValueError(f"invitees must be a list of emails or invitee objects, got {shown(value)}")
     result: list[dict[str, Any]] = []
     for index, item in enumerate(value):
         if isinstance(item, str):
@@ -94,8 +78,23 @@ def parse_invitees(value: Any) -> list[dict[str, Any]]:
                 raise ValueError(f"invitees[{index}] has unknown keys {sorted(unknown)}")
             result.append({_INVITEE_KEYS[k]: v for k, v in item.items()})
         else:
-            raise ValueError(f"invitees[{index}] must be an email or an object, got {item!r}")
+            raise ValueError(f"invitees[{index}] must be an email or an object, got {shown(item)}")
     return result
+
+
+def _limits(info: ValidationInfo) -> MeetingLimits:
+    return (info.context or {}).get("limits") or MeetingLimits()
+
+
+def _text(value: Any, info: ValidationInfo, what: str, max_length: int) -> str | None:
+    """Optional text: blank means absent; otherwise bounded and free of control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, got {type(value).__name__}")
+    if not value.strip():
+        return None
+    return check_text(value.strip(), what, max_length)
 
 
 class Invitee(BaseModel):
@@ -111,7 +110,12 @@ class Invitee(BaseModel):
     @field_validator("email", mode="before")
     @classmethod
     def _email(cls, value: Any) -> str:
-        return _check_email(value, "invitee email")
+        return normalise_email(value, "invitee email")
+
+    @field_validator("display_name", "first_name", "last_name", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: ValidationInfo) -> str | None:
+        return _text(value, info, str(info.field_name), _limits(info).max_name_length)
 
     def to_payload(self) -> dict[str, str]:
         body = {
@@ -124,8 +128,8 @@ class Invitee(BaseModel):
 
 
 class Meeting(BaseModel):
-    """A validated meeting. Build it with :meth:`build`, which turns problems into
-    :class:`GongValidationError` naming the field."""
+    """A validated, plausible meeting. Build it with :meth:`build`, which turns problems into
+    :class:`GongValidationError` naming the field; the limits are in :mod:`airflow_provider_gong.rules`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -138,43 +142,47 @@ class Meeting(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _normalise(cls, data: Any, info: Any) -> Any:
+    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         timezone = (info.context or {}).get("timezone", "UTC")
         data = dict(data)
         for name in ("start_time", "end_time"):
             if name in data:
-                data[name] = to_datetime(data[name], timezone, name)
+                data[name] = to_instant(data[name], timezone, name)
         if "invitees" in data:
             data["invitees"] = parse_invitees(data["invitees"])
+            limit = _limits(info).max_invitees
+            if len(data["invitees"]) > limit:
+                raise ValueError(
+                    f"invitees: {len(data['invitees'])} invitees, more than the limit of {limit} "
+                    "(limit max_invitees)"
+                )
         external_id = data.get("external_id")
         if isinstance(external_id, (int, dt.date)) and not isinstance(external_id, bool):
             data["external_id"] = str(external_id)  # warehouse keys are often integers
-        for name in ("title", "external_id"):
-            if isinstance(data.get(name), str) and not data[name].strip():
-                data[name] = None
         return data
 
     @field_validator("organizer_email", mode="before")
     @classmethod
     def _organizer(cls, value: Any) -> str:
-        return _check_email(value, "organizer_email")
+        return normalise_email(value, "organizer_email")
 
-    @field_validator("title")
+    @field_validator("title", mode="before")
     @classmethod
-    def _title(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > MAX_TITLE_LENGTH:
-            raise ValueError(f"title is longer than {MAX_TITLE_LENGTH} characters")
-        return value
+    def _title(cls, value: Any, info: ValidationInfo) -> str | None:
+        return _text(value, info, "title", _limits(info).max_title_length)
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _external_id(cls, value: Any, info: ValidationInfo) -> str | None:
+        return _text(value, info, "external_id", _limits(info).max_external_id_length)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Meeting:
-        if self.end_time <= self.start_time:
-            raise ValueError(
-                f"end_time ({self.end_time.isoformat()}) must be after start_time "
-                f"({self.start_time.isoformat()})"
-            )
+    def _consistent(self, info: ValidationInfo) -> Meeting:
+        context = info.context or {}
+        now = context.get("now") or dt.datetime.now(dt.timezone.utc)
+        check_window(self.start_time, self.end_time, _limits(info), now)
         organizer = self.organizer_email.lower()
         seen: set[str] = set()
         unique: list[Invitee] = []
@@ -200,16 +208,23 @@ class Meeting(BaseModel):
         title: Any = None,
         external_id: Any = None,
         timezone: str = "UTC",
+        limits: MeetingLimits | Mapping[str, Any] | None = None,
+        now: dt.datetime | None = None,
     ) -> Meeting:
         """Validate raw input into a Meeting.
 
         :param timezone: IANA name used to read naive start/end values (default UTC).
+        :param limits: plausibility limits (default :class:`MeetingLimits`).
+        :param now: the instant the time window is measured from (default: the current time).
         :raises GongValidationError: naming each bad field.
         """
         try:
-            pendulum.timezone(timezone)
-        except Exception as exc:
-            raise GongValidationError(f"timezone {timezone!r} is not a known IANA time zone") from exc
+            zone(timezone)
+            checked = MeetingLimits.of(dict(limits) if isinstance(limits, Mapping) else limits)
+        except ValidationError as exc:
+            raise GongValidationError(f"invalid limits: {_describe(exc)}") from None
+        except ValueError as exc:
+            raise GongValidationError(str(exc)) from None
         data = {
             "start_time": start_time,
             "end_time": end_time,
@@ -221,8 +236,9 @@ class Meeting(BaseModel):
         missing = [k for k in ("start_time", "end_time", "organizer_email", "invitees") if data[k] is None]
         if missing:
             raise GongValidationError(f"invalid meeting: missing required field(s) {', '.join(missing)}")
+        context = {"timezone": timezone, "limits": checked, "now": now}
         try:
-            return cls.model_validate(data, context={"timezone": timezone})
+            return cls.model_validate(data, context=context)
         except ValidationError as exc:
             raise GongValidationError(f"invalid meeting: {_describe(exc)}") from None
         except ValueError as exc:  # raised by the "before" normaliser outside pydantic's wrapping

@@ -5,7 +5,12 @@ Same source table as `gong_meetings_from_warehouse` (columns `id, start_time, en
 organizer_email, invitees, external_id`), but each meeting is its own mapped
 `GongCreateMeetingOperator` task instance (at most 3 at a time), and the results are upserted into
 `gong_meeting_results` (`row_key, meeting_id, meeting_url, request_id, status`) at the end. The run
-fails, after writing every result, when any meeting failed.
+fails, after writing every result, unless every meeting was created.
+
+Statuses: `created`; `failed` (nothing was created: bad input or Gong refused; sent again next run);
+`unknown` (the request may have reached Gong and its answer was lost: never sent again automatically;
+check Gong, then set the row to `created` or delete it). Each run takes at most `max_rows` rows (param,
+default 200) and logs how many more wait for the next run.
 
 **Choose this one** for small batches (tens to a few hundred rows, `[core] max_map_length` caps it at
 1024 by default) when you want every meeting visible in the UI with its own log, retry button and
@@ -22,18 +27,25 @@ table, or every meeting is created twice (once per results table).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pendulum
-from airflow.sdk import BaseHook, dag, get_current_context, task
+from airflow.sdk import BaseHook, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+from airflow_provider_gong.operators.meetings import (
+    OUTCOME_KEY,
+    SENDING,
+    UNKNOWN,
+    GongCreateMeetingOperator,
+)
 from airflow_provider_gong.sync.sql import quote_identifier
 
 SOURCE_TABLE = "meetings_to_schedule"
 RESULTS_TABLE = "gong_meeting_results"
-MAX_ROWS = 200
+MAX_ROWS = 200  # per run; the rest wait for the next run (and the log says how many)
+log = logging.getLogger(__name__)
 
 
 @dag(
@@ -42,31 +54,52 @@ MAX_ROWS = 200
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    params={"max_rows": Param(MAX_ROWS, type="integer", minimum=1, maximum=1000)},
     doc_md=__doc__,
     tags=["gong", "example", "warehouse"],
 )
 def gong_meetings_mapped() -> None:
     @task
-    def rows_to_create() -> list[dict[str, Any]]:
-        """Rows without a created result, as keyword arguments for the create operator.
+    def rows_to_create(params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The first ``max_rows`` rows with no result yet, as keyword arguments for the create operator.
 
-        The row key in the results table is the meeting's external_id (the row id when empty), so the
-        write-back step can find it in the operator's arguments.
+        Rows already ``created``, and rows whose outcome is ``unknown`` (Gong may have created them), are
+        never offered again; rows that ``failed`` (provably nothing created) are. The row key in the
+        results table is the meeting's external_id (the row id when empty).
         """
         hook = BaseHook.get_hook("warehouse")
         results = quote_identifier(hook, RESULTS_TABLE)
+        source = quote_identifier(hook, SOURCE_TABLE)
         hook.run(
             f"CREATE TABLE IF NOT EXISTS {results} (row_key VARCHAR(255) PRIMARY KEY, "
-            "meeting_id VARCHAR(32), meeting_url VARCHAR(2048), request_id VARCHAR(128), status VARCHAR(16))"
+            "meeting_id VARCHAR(32), meeting_url TEXT, request_id TEXT, status VARCHAR(16))"
         )
-        done = {
-            str(k) for (k,) in hook.get_records(f"SELECT row_key FROM {results} WHERE status = 'created'")
-        }
-        source = quote_identifier(hook, SOURCE_TABLE)
+        row_key = "COALESCE(NULLIF(s.external_id, ''), CAST(s.id AS VARCHAR(255)))"
+        waiting = (
+            f"FROM {source} s WHERE NOT EXISTS (SELECT 1 FROM {results} r "
+            f"WHERE r.row_key = {row_key} AND r.status IN ('created', 'unknown'))"
+        )
+        limit = int(params["max_rows"])
         rows = hook.get_records(
-            f"SELECT id, start_time, end_time, title, organizer_email, invitees, external_id FROM {source} "
-            f"ORDER BY id LIMIT {MAX_ROWS}"
+            f"SELECT {row_key}, s.start_time, s.end_time, s.title, s.organizer_email, s.invitees "
+            f"{waiting} ORDER BY s.id LIMIT {limit}"
         )
+        (total,) = hook.get_first(f"SELECT COUNT(*) {waiting}")
+        (unknown,) = hook.get_first(f"SELECT COUNT(*) FROM {results} WHERE status = 'unknown'")
+        log.info("%d row(s) without a meeting; this run takes %d (max_rows=%d).", total, len(rows), limit)
+        if total > len(rows):
+            log.warning(
+                "%d more row(s) wait for the next run (max_rows=%d per run): trigger again or raise it.",
+                total - len(rows),
+                limit,
+            )
+        if unknown:
+            log.warning(
+                "%d row(s) in %s have status 'unknown': Gong may have created them, so they are not sent "
+                "again. Check Gong, then set each to 'created' (with its meeting_id) or delete it to resend.",
+                unknown,
+                RESULTS_TABLE,
+            )
         return [
             {
                 "start_time": str(start),
@@ -74,10 +107,9 @@ def gong_meetings_mapped() -> None:
                 "title": title,
                 "organizer_email": organizer,
                 "invitees": invitees,
-                "external_id": row_key,
+                "external_id": str(key),
             }
-            for key, start, end, title, organizer, invitees, external_id in rows
-            if (row_key := str(external_id or key)) not in done
+            for key, start, end, title, organizer, invitees in rows
         ]
 
     batch = rows_to_create()
@@ -89,18 +121,29 @@ def gong_meetings_mapped() -> None:
 
     @task(trigger_rule="all_done")
     def write_back(batch: list[dict[str, Any]]) -> int:
-        """Upsert one result row per mapped task instance (failed ones too), then fail the run if
-        any meeting failed: a green run means every row has its meeting."""
+        """Upsert one result row per mapped task instance, then fail the run unless every meeting was
+        created: a green run means every row has its meeting.
+
+        The status comes from the operator's ``gong_outcome`` XCom: ``created`` with the meeting; ``failed``
+        only when nothing can have been created (bad input, Gong refused, or the task never got as far as
+        sending); ``unknown`` when the request may have reached Gong (answer lost, worker killed mid-call),
+        which is never sent again automatically.
+        """
         ti = get_current_context()["ti"]
         rows = []
         for index, kwargs in enumerate(batch):
             result = ti.xcom_pull(task_ids="create_meeting", map_indexes=index, key="return_value")
-            status = "created" if result else "failed"
+            outcome = ti.xcom_pull(task_ids="create_meeting", map_indexes=index, key=OUTCOME_KEY)
+            if result:
+                status = "created"
+            elif outcome in (SENDING, UNKNOWN):
+                status = "unknown"
+            else:
+                status = "failed"
             result = result or {}
-            row_key = kwargs["external_id"]
             rows.append(
                 (
-                    row_key,
+                    kwargs["external_id"],
                     result.get("meeting_id"),
                     result.get("meeting_url"),
                     result.get("request_id"),
@@ -116,10 +159,12 @@ def gong_meetings_mapped() -> None:
                 replace_index="row_key",
             )
         failed = [r[0] for r in rows if r[-1] == "failed"]
-        if failed:
+        unknown = [r[0] for r in rows if r[-1] == "unknown"]
+        if failed or unknown:
             raise AirflowException(
-                f"{len(failed)} of {len(rows)} meeting(s) failed (rows {', '.join(failed[:20])}); "
-                f"see the create_meeting task logs and {RESULTS_TABLE}."
+                f"{len(failed)} of {len(rows)} meeting(s) failed (rows {', '.join(failed[:20]) or '-'}) and "
+                f"{len(unknown)} have an unknown outcome (rows {', '.join(unknown[:20]) or '-'}: check Gong "
+                f"before resending); see the create_meeting task logs and {RESULTS_TABLE}."
             )
         return len(rows)
 

@@ -240,9 +240,7 @@ class GongHook(BaseHook):
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
             )
-            raise GongValidationError(
-                f"the Gong connection for {base_url} is invalid: {problems}"
-            ) from None
+            raise GongValidationError(f"the Gong connection for {base_url} is invalid: {problems}") from None
         for secret in (settings.access_key_secret, settings.access_token):
             if secret:
                 mask_secret(secret.get_secret_value())
@@ -499,7 +497,6 @@ class GongHook(BaseHook):
             return False, str(self._redact_safely(f"{type(exc).__name__}: {exc}"))
         count = len(body.get("users") or []) if isinstance(body, dict) else 0
         return True, f"Connected to Gong at {self.base_url} ({count} users on the first page)."
-
 
     def _redact_safely(self, text: str) -> str:
         try:

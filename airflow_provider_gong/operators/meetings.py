@@ -12,6 +12,7 @@ from airflow_provider_gong.exceptions import GongError, GongMeetingMayExistError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
 from airflow_provider_gong.meetings import Meeting, MeetingResult
+from airflow_provider_gong.rules import MeetingLimits
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -19,15 +20,21 @@ if TYPE_CHECKING:
 MEETING_ID_KEY = "meeting_id"
 #: task_state_store key: {"state": "sending"|"created", "at": ..., "try_number": ..., "result": {...}}
 STATE_KEY = "gong_create_meeting"
+#: XCom key saying how far this task got, for downstream bookkeeping (e.g. a mapped write-back):
+#: "sending" is pushed before the POST and replaced by "created", "rejected" (provably nothing was
+#: created: bad input or Gong refused) or "unknown" (the create may have happened). No key at all
+#: means the task never got as far as sending.
+OUTCOME_KEY = "gong_outcome"
+SENDING, CREATED, REJECTED, UNKNOWN = "sending", "created", "rejected", "unknown"
 
 
 class GongCreateMeetingOperator(BaseOperator):
     """Create a Gong consent-meeting link (POST /v2/meetings).
 
-    Pushes XCom ``meeting_id`` and ``meeting_url`` and returns a dict with ``meeting_id``,
-    ``meeting_url``, ``request_id`` and ``additional_invitees`` (IDs are strings). Gong's
-    ``additional_invitees`` (e.g. its assistant address) must be added to your calendar invite, or Gong
-    will not record the call.
+    Pushes XCom ``meeting_id``, ``meeting_url`` and ``gong_outcome`` (see :data:`OUTCOME_KEY`) and
+    returns a dict with ``meeting_id``, ``meeting_url``, ``request_id`` and ``additional_invitees``
+    (IDs are strings). Gong's ``additional_invitees`` (e.g. its assistant address) must be added to
+    your calendar invite, or Gong will not record the call.
 
     Bad input and Gong's permanent answers (400/401/403/404/409) fail the task without Airflow
     retries. A create whose outcome is unknown (timeout, dropped connection, 5xx) also fails without
@@ -49,7 +56,11 @@ class GongCreateMeetingOperator(BaseOperator):
     :param organizer_email: a Gong user; their consent-page settings apply (templated).
     :param title: optional event title (templated).
     :param external_id: optional ID from your system, e.g. the CRM event ID (templated).
-    :param timezone: IANA zone used to read naive start/end values (default UTC; templated).
+    :param timezone: IANA zone used to read naive start/end values (default UTC; templated). A naive
+        time the zone skips (daylight saving) is rejected; a repeated one is read as its first occurrence.
+    :param limits: plausibility limits (:class:`~airflow_provider_gong.rules.MeetingLimits` or a dict of
+        its fields): by default the start lies between 1 day ago and 3 years ahead and the meeting
+        lasts at most 24 hours.
     :param gong_conn_id: the Gong connection (templated).
 
     .. code-block:: python
@@ -88,6 +99,7 @@ class GongCreateMeetingOperator(BaseOperator):
         title: str | None = None,
         external_id: str | None = None,
         timezone: str = "UTC",
+        limits: MeetingLimits | dict[str, Any] | None = None,
         gong_conn_id: str = GongHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -99,20 +111,21 @@ class GongCreateMeetingOperator(BaseOperator):
         self.title = title
         self.external_id = external_id
         self.timezone = timezone
+        self.limits = limits
         self.gong_conn_id = gong_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        meeting = Meeting.build(
-            start_time=self.start_time,
-            end_time=self.end_time,
-            invitees=self.invitees,
-            organizer_email=self.organizer_email,
-            title=self.title,
-            external_id=self.external_id,
-            timezone=self.timezone,
-        )
         ti = context["ti"]
-        store = context.get("task_state_store")
+        try:
+            return self._create(ti, context.get("task_state_store"))
+        except GongMeetingMayExistError:
+            self._mark(ti, UNKNOWN, best_effort=True)
+            raise
+        except GongError:  # bad input or Gong's refusal: provably nothing created
+            self._mark(ti, REJECTED, best_effort=True)
+            raise
+
+    def _create(self, ti: Any, store: Any) -> dict[str, Any]:
         if store is None:
             self.log.warning(
                 "This Airflow has no task_state_store (added in 3.3): a retry after a worker dies "
@@ -124,6 +137,18 @@ class GongCreateMeetingOperator(BaseOperator):
                 result = self._resume(previous)
                 self._push(ti, result)
                 return result.to_dict()
+        meeting = Meeting.build(
+            start_time=self.start_time,
+            end_time=self.end_time,
+            invitees=self.invitees,
+            organizer_email=self.organizer_email,
+            title=self.title,
+            external_id=self.external_id,
+            timezone=self.timezone,
+            limits=self.limits,
+        )
+        self._mark(ti, SENDING)  # durable before the POST: downstream can tell "maybe sent" from "not sent"
+        if store is not None:
             store.set(STATE_KEY, {"state": "sending", **self._stamp(ti)})
 
         hook = GongHook(gong_conn_id=self.gong_conn_id)
@@ -165,6 +190,14 @@ class GongCreateMeetingOperator(BaseOperator):
             )
         return result.to_dict()
 
+    def _mark(self, ti: Any, outcome: str, *, best_effort: bool = False) -> None:
+        try:
+            ti.xcom_push(key=OUTCOME_KEY, value=outcome)
+        except Exception:
+            if not best_effort:
+                raise
+            self.log.warning("Could not record outcome %r in XCom %r", outcome, OUTCOME_KEY, exc_info=True)
+
     def _resume(self, previous: dict[str, Any]) -> MeetingResult:
         """What an earlier try of this task instance left behind."""
         result = MeetingResult.from_response(_camel(previous.get("result")))
@@ -191,6 +224,7 @@ class GongCreateMeetingOperator(BaseOperator):
     def _push(self, ti: Any, result: MeetingResult) -> None:
         ti.xcom_push(key=MEETING_ID_KEY, value=result.meeting_id)
         ti.xcom_push(key=MEETING_URL_KEY, value=result.meeting_url)
+        ti.xcom_push(key=OUTCOME_KEY, value=CREATED)
 
     @staticmethod
     def _stamp(ti: Any) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from airflow_provider_gong.exceptions import (
     GongValidationError,
 )
 from airflow_provider_gong.hooks.gong import GongHook
-from airflow_provider_gong.meetings import Meeting, is_valid_email
+from airflow_provider_gong.meetings import Meeting
+from airflow_provider_gong.rules import MeetingLimits, normalise_email
 from airflow_provider_gong.sync.ledger import (
     PERMANENT,
     TRANSIENT,
@@ -120,6 +121,7 @@ class BatchRun:
         columns: Mapping[str, str],
         timezone: str,
         retry_failed: bool,
+        limits: MeetingLimits | None = None,
         preflight: bool,
         progress: BatchProgress,
         claim_lease_seconds: float = 600.0,
@@ -129,6 +131,7 @@ class BatchRun:
         self.gong = gong
         self.columns = dict(columns)
         self.timezone = timezone
+        self.limits = limits or MeetingLimits()
         self.retry_failed = retry_failed
         self.preflight = preflight
         self.progress = progress
@@ -288,6 +291,7 @@ class BatchRun:
                 title=record["title"],
                 external_id=external_id if external_id not in (None, "") else key,
                 timezone=self.timezone,
+                limits=self.limits,
             )
         except GongValidationError as exc:
             return None, str(exc)
@@ -360,11 +364,7 @@ class BatchRun:
 
     def _check_organizers(self, records: list[dict[str, Any]]) -> None:
         """Ask Gong once per new organizer; never sink the batch (its rows are checked on create)."""
-        emails = {
-            str(r["organizer_email"]).strip().lower()
-            for r in records
-            if isinstance(r["organizer_email"], str) and is_valid_email(r["organizer_email"])
-        }
+        emails = {email.lower() for r in records if (email := _email_or_none(r["organizer_email"]))}
         new = sorted(emails - set(self.organizers))
         if not new:
             return
@@ -392,3 +392,11 @@ class BatchRun:
                 )
             index[fieldname] = position
         return index
+
+
+def _email_or_none(value: Any) -> str | None:
+    """The address as the meeting will carry it (IDNA domain), or None when it is not one."""
+    try:
+        return normalise_email(value, "organizer_email")
+    except ValueError:
+        return None

@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongValidationError
 from airflow_provider_gong.hooks.gong import GongHook
+from airflow_provider_gong.rules import MeetingLimits, zone
 from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.sync.run import DEFAULT_COLUMNS, REQUIRED_COLUMNS, BatchProgress, BatchRun
 from airflow_provider_gong.sync.source import SourceReader
@@ -56,7 +56,11 @@ class SqlToGongMeetingsOperator(BaseOperator):
         When ``external_id`` is missing or NULL, the row key is sent as Gong's ``externalId`` so a
         meeting can always be traced back to its row.
     :param ledger_table: results table (templated; default ``gong_meeting_ledger``).
-    :param timezone: IANA zone for naive timestamps (templated; default UTC).
+    :param timezone: IANA zone for naive timestamps (templated; default UTC). The same value means the
+        same instant in a TEXT, TIMESTAMP or TIMESTAMPTZ column; a naive time the zone skips (daylight
+        saving) fails its row, a repeated one is read as its first occurrence.
+    :param limits: plausibility limits for every row (:class:`~airflow_provider_gong.rules.MeetingLimits`
+        or a dict of its fields); rows outside them fail permanently without a Gong call.
     :param page_size: rows per read; bounds memory.
     :param retry_failed: also retry rows that failed permanently before (e.g. after fixing data).
     :param fail_on_row_errors: fail the task, after writing every outcome, while any source row has
@@ -94,6 +98,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         columns: Mapping[str, str] | None = None,
         ledger_table: str = "gong_meeting_ledger",
         timezone: str = "UTC",
+        limits: MeetingLimits | Mapping[str, Any] | None = None,
         gong_conn_id: str = GongHook.default_conn_name,
         page_size: int = 500,
         retry_failed: bool | str = False,
@@ -118,6 +123,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.columns = {**DEFAULT_COLUMNS, **(columns or {})}
         self.ledger_table = ledger_table
         self.timezone = timezone
+        self.limits = limits
         self.gong_conn_id = gong_conn_id
         self.page_size = page_size
         self.retry_failed = retry_failed
@@ -131,9 +137,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         # Task-level problems fail the task here, before any row is read, claimed or charged.
         try:
-            pendulum.timezone(self.timezone)
-        except Exception:
-            raise GongValidationError(f"timezone {self.timezone!r} is not a known IANA time zone") from None
+            zone(self.timezone)
+            limits = MeetingLimits.of(dict(self.limits) if isinstance(self.limits, Mapping) else self.limits)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            raise GongValidationError(f"{exc}") from None
         db = BaseHook.get_hook(self.sql_conn_id)
         if not isinstance(db, DbApiHook):
             raise GongValidationError(
@@ -172,6 +179,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 gong=gong,
                 columns=self.columns,
                 timezone=self.timezone,
+                limits=limits,
                 retry_failed=_truthy(self.retry_failed),
                 preflight=_truthy(self.preflight),
                 progress=progress,

@@ -43,5 +43,3 @@ def operator(warehouse, **kwargs) -> SqlToGongMeetingsOperator:
     return SqlToGongMeetingsOperator(
         task_id="batch", table=warehouse["table"], ledger_table=warehouse["ledger"], **kwargs
     )
-
-

@@ -16,6 +16,7 @@ from airflow.sdk import DAG
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing import GongStandIn
 from tests.conftest import EXAMPLE_DAGS
+from tests.dates import SOON
 
 pytestmark = pytest.mark.integration
 
@@ -93,12 +94,12 @@ with DAG("gong_secrets", schedule=None, start_date=pendulum.datetime(2025, 1, 1,
         GongCreateMeetingOperator(
             task_id=conn_id,
             gong_conn_id=conn_id,
-            start_time="2030-01-01T10:00:00Z",
-            end_time="2030-01-01T10:30:00Z",
+            start_time="SOONT10:00:00Z",
+            end_time="SOONT10:30:00Z",
             invitees=["buyer@client.com"],
             organizer_email="rep@acme.com",
         )
-"""
+""".replace("SOON", SOON)
 RUNNER = """
 import os, sys
 from airflow.dag_processing.dagbag import DagBag

@@ -15,6 +15,7 @@ from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.testing import GongStandIn
 from airflow_provider_gong.testing.warehouse import demo_rows
+from tests.dates import SOON
 from tests.integration.helpers import ledger, operator, seed
 
 pytestmark = pytest.mark.integration
@@ -49,8 +50,8 @@ def echoing(request, monkeypatch):
 
 def meeting(organizer="rep@acme.com") -> Meeting:
     return Meeting.build(
-        start_time="2030-01-01T10:00:00Z",
-        end_time="2030-01-01T10:30:00Z",
+        start_time=f"{SOON}T10:00:00Z",
+        end_time=f"{SOON}T10:30:00Z",
         organizer_email=organizer,
         invitees=["buyer@client.com"],
     )

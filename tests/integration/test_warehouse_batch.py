@@ -16,6 +16,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongRateLimitError
 from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
 from tests.conftest import EXAMPLE_DAGS, ROOT
+from tests.dates import SOON, SOON_AFTER
 from tests.integration.helpers import ledger, operator, seed
 
 pytestmark = pytest.mark.integration
@@ -66,21 +67,21 @@ def test_example_dag_fails_after_writing_every_outcome_when_rows_fail(
 
 BAD_ROWS = [
     # (start, end, organizer, invitees, expected error fragment)
-    (None, "2030-01-01T10:30:00Z", "rep@acme.com", "a@b.com", "start_time"),
-    ("tomorrow", "2030-01-01T10:30:00Z", "rep@acme.com", "a@b.com", "ISO-8601"),
-    ("2030-01-01", "2030-01-01T10:30:00Z", "rep@acme.com", "a@b.com", "date and a time"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T09:00:00Z", "rep@acme.com", "a@b.com", "must be after"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "not-an-email", "a@b.com", "organizer_email"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", None, "a@b.com", "organizer_email"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "rep@acme.com", "", "at least one invitee"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "rep@acme.com", "[oops", "does not parse"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "rep@acme.com", "a@b.com; broken", "invitee email"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "rep@acme.com", '[{"mail": "a@b.com"}]', "unknown keys"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "rep@acme.com", "rep@acme.com", "at least one invitee"),
-    ("2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", "nobody@acme.com", "a@b.com", "No Gong user found"),
+    (None, f"{SOON}T10:30:00Z", "rep@acme.com", "a@b.com", "start_time"),
+    ("tomorrow", f"{SOON}T10:30:00Z", "rep@acme.com", "a@b.com", "ISO-8601"),
+    (SOON, f"{SOON}T10:30:00Z", "rep@acme.com", "a@b.com", "date and a time"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T09:00:00Z", "rep@acme.com", "a@b.com", "must be after"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "not-an-email", "a@b.com", "organizer_email"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", None, "a@b.com", "organizer_email"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "rep@acme.com", "", "at least one invitee"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "rep@acme.com", "[oops", "does not parse"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "rep@acme.com", "a@b.com; broken", "invitee email"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "rep@acme.com", '[{"mail": "a@b.com"}]', "unknown keys"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "rep@acme.com", "rep@acme.com", "at least one invitee"),
+    (f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", "nobody@acme.com", "a@b.com", "No Gong user found"),
     (
-        "2030-01-01T10:00:00Z",
-        "2030-01-01T10:30:00Z",
+        f"{SOON}T10:00:00Z",
+        f"{SOON}T10:30:00Z",
         "noconsent@acme.com",
         "a@b.com",
         "consent page is not enabled",
@@ -94,7 +95,7 @@ def test_each_bad_row_gets_its_own_error_and_good_rows_go_through(tmp_path, monk
     )
     wh = {"table": "meetings", "ledger": "ledger", "timestamp_type": "TIMESTAMP"}
     good = [
-        (100 + i, "2030-01-02T10:00:00Z", "2030-01-02T10:30:00Z", "ok", "rep@acme.com", "x@y.com", None)
+        (100 + i, f"{SOON_AFTER}T10:00:00Z", f"{SOON_AFTER}T10:30:00Z", "ok", "rep@acme.com", "x@y.com", None)
         for i in range(3)
     ]
     bad = [(i + 1, s, e, "bad", o, inv, None) for i, (s, e, o, inv, _) in enumerate(BAD_ROWS)]
@@ -235,7 +236,7 @@ def test_ten_thousand_rows_stream_in_bounded_pages(tmp_path, monkeypatch, fast_g
     )
     wh = {"table": "big", "ledger": "big_ledger", "timestamp_type": "TIMESTAMP"}
     rows = [
-        (i, "2030-01-01T10:00:00Z", "2030-01-01T10:30:00Z", None, "rep@acme.com", "a@b.com", None)
+        (i, f"{SOON}T10:00:00Z", f"{SOON}T10:30:00Z", None, "rep@acme.com", "a@b.com", None)
         for i in range(10_000)
     ]
     seed(wh, rows)
@@ -268,3 +269,45 @@ def test_mapped_example_dag_creates_and_writes_back(tmp_path, monkeypatch, fast_
     assert fast_gong.created_count() == 4
     run_dag(dag)  # rerun: created rows are not sent again
     assert fast_gong.created_count() == 4
+
+
+def _mapped_results() -> dict[str, str]:
+    return dict(
+        BaseHook.get_hook("warehouse").get_records("SELECT row_key, status FROM gong_meeting_results")
+    )
+
+
+def test_mapped_example_records_a_lost_answer_as_unknown_and_never_resends_it(
+    tmp_path, monkeypatch, fast_gong, run_dag
+):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "m.db")})
+    )
+    seed({"table": "meetings_to_schedule", "timestamp_type": "TIMESTAMP"}, demo_rows(4, bad=False))
+    fast_gong.inject("drop_after", match="POST /v2/meetings")  # Gong creates it; the answer is lost
+    dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_meetings_mapped"]
+    assert run_dag(dag).state == "failed"  # not green while an outcome is unknown
+    results = _mapped_results()
+    (lost,) = [key for key, status in results.items() if status == "unknown"]
+    assert sorted(results.values()) == ["created"] * 3 + ["unknown"]
+    assert fast_gong.created_count(lost) == 1
+    assert run_dag(dag).state == "success"  # nothing left to send: the unknown row is not offered again
+    assert fast_gong.created_count(lost) == 1 and fast_gong.created_count() == 4
+    assert _mapped_results()[lost] == "unknown"
+
+
+def test_mapped_example_takes_max_rows_per_run_and_says_how_many_wait(
+    tmp_path, monkeypatch, fast_gong, run_dag, caplog
+):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "m.db")})
+    )
+    seed({"table": "meetings_to_schedule", "timestamp_type": "TIMESTAMP"}, demo_rows(5, bad=False))
+    dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_meetings_mapped"]
+    assert run_dag(dag, run_conf={"max_rows": 2}).state == "success"
+    assert fast_gong.created_count() == 2
+    assert "3 more row(s) wait for the next run" in caplog.text
+    run_dag(dag, run_conf={"max_rows": 2})
+    run_dag(dag, run_conf={"max_rows": 2})
+    assert fast_gong.created_count() == 5 and not fast_gong.duplicates()
+    assert sorted(_mapped_results().values()) == ["created"] * 5

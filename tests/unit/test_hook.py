@@ -23,12 +23,13 @@ from airflow_provider_gong.exceptions import (
 )
 from airflow_provider_gong.hooks.gong import GongHook, normalise_base_url
 from airflow_provider_gong.meetings import Meeting
+from tests.dates import SOON
 
 BASE = "https://us-12345.api.gong.io"
 KEY, SECRET, TOKEN = "access-key-1", "access-secret-XYZ", "bearer-token-ABC"
 MEETING = Meeting.build(
-    start_time="2025-03-04T15:00:00Z",
-    end_time="2025-03-04T15:30:00Z",
+    start_time=f"{SOON}T15:00:00Z",
+    end_time=f"{SOON}T15:30:00Z",
     organizer_email="rep@acme.com",
     invitees=["buyer@client.com"],
     external_id="crm-1",

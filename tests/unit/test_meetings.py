@@ -17,8 +17,12 @@ GOOD = {
 }
 
 
+# The window is measured from a fixed instant here, so these calendar dates never expire.
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def build(**changes):
-    return Meeting.build(**{**GOOD, **changes})
+    return Meeting.build(**{**GOOD, "now": NOW, **changes})
 
 
 def test_payload_is_gongs_camel_case_body():
@@ -56,10 +60,11 @@ def test_naive_times_default_to_utc():
     ] == ("2025-01-01T10:00:00+00:00")
 
 
-def test_aware_values_keep_their_own_offset_whatever_the_timezone_argument():
+def test_aware_values_keep_their_instant_and_are_sent_in_the_task_timezone():
     start = pendulum.datetime(2025, 1, 1, 10, tz="America/New_York")
     meeting = build(start_time=start, end_time=start.add(minutes=30), timezone="Asia/Tokyo")
-    assert meeting.to_payload()["startTime"] == "2025-01-01T10:00:00-05:00"
+    assert meeting.start_time == start
+    assert meeting.to_payload()["startTime"] == "2025-01-02T00:00:00+09:00"
 
 
 def test_winter_and_summer_offsets_follow_dst():

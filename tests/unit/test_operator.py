@@ -8,14 +8,15 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_gong.exceptions import GongMeetingMayExistError, GongRateLimitError
-from airflow_provider_gong.operators.meetings import STATE_KEY, GongCreateMeetingOperator
+from airflow_provider_gong.operators.meetings import OUTCOME_KEY, STATE_KEY, GongCreateMeetingOperator
+from tests.dates import NEXT_YEAR
 
 
 def make_op(**changes):
     args = {
         "task_id": "create",
-        "start_time": "2025-03-04T10:00:00",
-        "end_time": "2025-03-04T10:30:00",
+        "start_time": f"{NEXT_YEAR}-01-15T10:00:00",
+        "end_time": f"{NEXT_YEAR}-01-15T10:30:00",
         "invitees": '["buyer@client.com", {"email": "cfo@client.com", "displayName": "CFO"}]',
         "organizer_email": "rep@acme.com",
         "title": "Discovery",
@@ -29,7 +30,7 @@ def test_execute_creates_pushes_xcom_and_returns_the_result(gong_connection):
     ti = MagicMock()
     result = make_op().execute({"ti": ti})
     (created,) = gong_connection.created
-    assert created.payload["startTime"] == "2025-03-04T10:00:00-05:00"
+    assert created.payload["startTime"] == f"{NEXT_YEAR}-01-15T10:00:00-05:00"
     assert [i["email"] for i in created.payload["invitees"]] == ["buyer@client.com", "cfo@client.com"]
     assert result["meeting_id"] == created.meeting_id and isinstance(result["meeting_id"], str)
     assert result["additional_invitees"] == [{"displayName": "Gong Assistant", "email": "assistant@gong.io"}]
@@ -58,7 +59,7 @@ def test_template_fields_cover_every_argument():
 @pytest.mark.parametrize(
     "changes, standin_setup",
     [
-        ({"end_time": "2025-03-04T09:00:00"}, None),
+        ({"end_time": f"{NEXT_YEAR}-01-15T09:00:00"}, None),
         ({"organizer_email": "nobody@acme.com"}, None),
         ({"organizer_email": "noconsent@acme.com"}, None),
         ({}, lambda s: setattr(s, "limited_release", True)),
@@ -72,14 +73,30 @@ def test_permanent_failures_fail_without_retries_and_create_nothing(gong_connect
     with pytest.raises(AirflowFailException):
         make_op(**changes).execute({"ti": ti})
     assert gong_connection.created_count() == 0
-    ti.xcom_push.assert_not_called()
+    pushed = [(c.kwargs["key"], c.kwargs["value"]) for c in ti.xcom_push.call_args_list]
+    assert {key for key, _ in pushed} == {OUTCOME_KEY} and pushed[-1] == (OUTCOME_KEY, "rejected")
+
+
+def _outcomes(ti: MagicMock) -> list[object]:
+    return [c.kwargs["value"] for c in ti.xcom_push.call_args_list if c.kwargs["key"] == OUTCOME_KEY]
 
 
 def test_create_with_lost_answer_is_reported_not_retried(gong_connection):
     gong_connection.inject("drop_after")
+    ti = MagicMock()
     with pytest.raises(GongMeetingMayExistError):
-        make_op().execute({"ti": MagicMock()})
+        make_op().execute({"ti": ti})
     assert gong_connection.created_count() == 1  # it exists, and was not created again
+    assert _outcomes(ti) == ["sending", "unknown"]  # downstream must not record it as failed
+
+
+def test_outcome_marks_sending_before_the_post_then_created(gong_connection):
+    ti = MagicMock()
+    ti.xcom_push.side_effect = lambda key, value: (key == OUTCOME_KEY and value == "sending") and (
+        gong_connection.log == [] or pytest.fail("'sending' must be recorded before any Gong call")
+    )
+    make_op().execute({"ti": ti})
+    assert _outcomes(ti) == ["sending", "created"]
 
 
 def test_quota_exhaustion_is_a_transient_failure(gong_connection, monkeypatch):
@@ -150,10 +167,15 @@ def test_a_failure_that_created_nothing_clears_the_mark_so_a_retry_creates_it(go
     assert gong_connection.created_count() == 1
 
 
+def _xcom_down_after_the_post(key: str, value: object) -> None:
+    if key != OUTCOME_KEY:  # the "sending" mark goes through; the result pushes fail
+        raise RuntimeError("XCom backend down")
+
+
 def test_xcom_failure_after_the_post_with_a_store_is_finished_by_the_retry(gong_connection):
     store = FakeStore()
     ti = MagicMock()
-    ti.xcom_push.side_effect = RuntimeError("XCom backend down")
+    ti.xcom_push.side_effect = _xcom_down_after_the_post
     with pytest.raises(RuntimeError):
         make_op().execute({"ti": ti, "task_state_store": store})
     result = make_op().execute({"ti": MagicMock(), "task_state_store": store})
@@ -164,7 +186,7 @@ def test_xcom_failure_after_the_post_with_a_store_is_finished_by_the_retry(gong_
 
 def test_xcom_failure_after_the_post_without_a_store_is_permanent_and_names_the_meeting(gong_connection):
     ti = MagicMock()
-    ti.xcom_push.side_effect = RuntimeError("XCom backend down")
+    ti.xcom_push.side_effect = _xcom_down_after_the_post
     with pytest.raises(AirflowFailException) as info:
         make_op().execute({"ti": ti})
     assert gong_connection.created[0].meeting_id in str(info.value)
