@@ -225,6 +225,11 @@ class GongBatchRowErrors(GongPermanentError):
     reconciliation. Retrying the task would not change them, so it is permanent."""
 
 
+class GongSyncGuardError(GongPermanentError):
+    """A sync run would delete more meetings than ``max_deletes`` allows (or every meeting, from an
+    empty source). Raised before any Gong call; nothing was changed."""
+
+
 class GongLedgerError(GongError):
     """The batch could not write a row's outcome to the ledger, even after retries. The message
     names the row and what to write by hand (for a created row: its meeting ID and URL)."""

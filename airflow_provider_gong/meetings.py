@@ -7,6 +7,7 @@ in a table and an operator argument are held to the same rules and produce the s
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -257,6 +258,19 @@ class Meeting(BaseModel):
         if self.external_id:
             body["externalId"] = self.external_id
         return body
+
+
+    def fingerprint(self) -> str:
+        """A digest of what Gong holds for this meeting, blind to presentation: times in UTC, emails
+        lower-cased, invitees in any order. Equal fingerprints: nothing to update."""
+        body = self.to_payload()
+        body["startTime"] = self.start_time.in_timezone("UTC").isoformat()
+        body["endTime"] = self.end_time.in_timezone("UTC").isoformat()
+        body["organizerEmail"] = self.organizer_email.lower()
+        body["invitees"] = sorted(
+            ({**i, "email": i["email"].lower()} for i in body["invitees"]), key=lambda i: i["email"]
+        )
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _describe(exc: ValidationError) -> str:

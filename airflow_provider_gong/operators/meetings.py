@@ -1,18 +1,25 @@
-"""Operators for single Gong meetings. They validate input and delegate every call to GongHook."""
+"""Operators for single Gong meetings (create, update, delete, integration status). They validate
+input and delegate every call to GongHook."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gong.exceptions import GongError, GongMeetingMayExistError, GongPermanentError
+from airflow_provider_gong.exceptions import (
+    GongError,
+    GongMeetingMayExistError,
+    GongPermanentError,
+    GongValidationError,
+)
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
 from airflow_provider_gong.meetings import Meeting, MeetingResult
-from airflow_provider_gong.rules import MeetingLimits
+from airflow_provider_gong.rules import MeetingLimits, normalise_email, shown
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -253,3 +260,171 @@ def _saved(store: Any, result: MeetingResult) -> bool:
         and stored.get("state") == "created"
         and (stored.get("result") or {}).get("meeting_id") == result.meeting_id
     )
+
+
+class GongUpdateMeetingOperator(BaseOperator):
+    """Replace a Gong meeting (PUT /v2/meetings/{meeting_id}) with the full meeting given here.
+
+    A PUT is idempotent, so Airflow retries are safe. Validated like the create operator (same
+    arguments, same rules); pushes XCom ``meeting_id`` and returns ``{meeting_id, request_id}``.
+
+    :param meeting_id: the Gong meeting to change (templated), e.g. the create task's XCom.
+    """
+
+    template_fields: Sequence[str] = ("meeting_id", *GongCreateMeetingOperator.template_fields)
+    template_fields_renderers = {"invitees": "json"}
+    ui_color = "#8039df"
+
+    def __init__(
+        self,
+        *,
+        meeting_id: str | int,
+        start_time: Any,
+        end_time: Any,
+        invitees: Any,
+        organizer_email: str,
+        title: str | None = None,
+        external_id: str | None = None,
+        timezone: str = "UTC",
+        limits: MeetingLimits | dict[str, Any] | None = None,
+        gong_conn_id: str = GongHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.meeting_id = meeting_id
+        self.start_time = start_time
+        self.end_time = end_time
+        self.invitees = invitees
+        self.organizer_email = organizer_email
+        self.title = title
+        self.external_id = external_id
+        self.timezone = timezone
+        self.limits = limits
+        self.gong_conn_id = gong_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        meeting = Meeting.build(
+            start_time=self.start_time,
+            end_time=self.end_time,
+            invitees=self.invitees,
+            organizer_email=self.organizer_email,
+            title=self.title,
+            external_id=self.external_id,
+            timezone=self.timezone,
+            limits=self.limits,
+        )
+        hook = GongHook(gong_conn_id=self.gong_conn_id)
+        try:
+            answer = hook.update_meeting(self.meeting_id, meeting)
+        finally:
+            hook.close()
+        self.log.info("Updated Gong meeting %s (requestId=%s)", answer["meeting_id"], answer["request_id"])
+        context["ti"].xcom_push(key=MEETING_ID_KEY, value=answer["meeting_id"])
+        return answer
+
+
+class GongDeleteMeetingOperator(BaseOperator):
+    """Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}); a meeting already gone (404) counts
+    as deleted, so the task is idempotent and safe to retry.
+
+    :param meeting_id: the Gong meeting (templated).
+    :param organizer_email: its organizer; Gong needs it to find the meeting (templated).
+    :return: ``{"meeting_id": ..., "deleted": True|False}`` (False: it was already gone).
+    """
+
+    template_fields: Sequence[str] = ("meeting_id", "organizer_email", "gong_conn_id")
+    ui_color = "#8039df"
+
+    def __init__(
+        self,
+        *,
+        meeting_id: str | int,
+        organizer_email: str,
+        gong_conn_id: str = GongHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.meeting_id = meeting_id
+        self.organizer_email = organizer_email
+        self.gong_conn_id = gong_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            organizer = normalise_email(self.organizer_email, "organizer_email")
+        except ValueError as exc:
+            raise GongValidationError(str(exc)) from None
+        hook = GongHook(gong_conn_id=self.gong_conn_id)
+        try:
+            deleted = hook.delete_meeting(self.meeting_id, organizer)
+        finally:
+            hook.close()
+        self.log.info(
+            "Gong meeting %s %s", self.meeting_id, "deleted" if deleted else "was already gone (404)"
+        )
+        return {"meeting_id": str(self.meeting_id), "deleted": deleted}
+
+
+class GongMeetingIntegrationStatusOperator(BaseOperator):
+    """Ask Gong whether organizers can create meetings (POST /v2/meetings/integration/status).
+
+    Returns Gong's entries (``email``, ``exists``, ``valid``, ``userFacingError``, ``fixUrl``, ...).
+    With ``fail_on_invalid`` the task fails, permanently, naming each organizer that is not a Gong
+    user or has no valid consent page, with Gong's explanation and fix link, so a DAG can stop before
+    a batch that would fail row by row.
+
+    :param emails: organizer emails: a list, or a comma/semicolon-separated string (templated).
+    """
+
+    template_fields: Sequence[str] = ("emails", "gong_conn_id")
+    ui_color = "#8039df"
+
+    def __init__(
+        self,
+        *,
+        emails: Any,
+        fail_on_invalid: bool = False,
+        gong_conn_id: str = GongHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.emails = emails
+        self.fail_on_invalid = fail_on_invalid
+        self.gong_conn_id = gong_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        raw = self.emails
+        if isinstance(raw, str):
+            raw = [part for part in re.split(r"[,;\s]+", raw) if part]
+        if not isinstance(raw, (list, tuple, set)) or not raw:
+            raise GongValidationError(
+                f"emails must be a non-empty list of addresses, got {shown(self.emails)}"
+            )
+        try:
+            emails = [normalise_email(e, "emails") for e in raw]
+        except ValueError as exc:
+            raise GongValidationError(str(exc)) from None
+        hook = GongHook(gong_conn_id=self.gong_conn_id)
+        try:
+            users = hook.get_integration_status(emails)
+        finally:
+            hook.close()
+        by_email = {str(u.get("email", "")).lower(): u for u in users}
+        problems = []
+        for email in emails:
+            user = by_email.get(email.lower())
+            if user is None or not (user.get("exists") and user.get("valid")):
+                why = (user or {}).get("userFacingError") or (
+                    "not a Gong user" if not (user or {}).get("exists") else "no valid consent page"
+                )
+                fix = f" (fix: {user['fixUrl']})" if user and user.get("fixUrl") else ""
+                problems.append(f"{email}: {why}{fix}")
+        for line in problems:
+            self.log.warning("Organizer cannot create Gong meetings: %s", line)
+        self.log.info(
+            "%d of %d organizer(s) ready for Gong meetings", len(emails) - len(problems), len(emails)
+        )
+        if problems and self.fail_on_invalid:
+            raise GongPermanentError(
+                f"{len(problems)} organizer(s) cannot create Gong meetings: " + "; ".join(problems)
+            )
+        return users

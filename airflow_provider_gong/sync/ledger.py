@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PENDING, CREATED, FAILED = "pending", "created", "failed"
+PENDING, CREATED, FAILED, DELETED = "pending", "created", "failed", "deleted"
 PERMANENT, TRANSIENT, UNKNOWN = "permanent", "transient", "unknown"
 COLUMNS = (
     "row_key",
@@ -55,9 +55,50 @@ COLUMNS = (
     "attempts",
     "updated_at",
     "claimed_by",
+    "fingerprint",
+    "organizer_email",
+    "end_time",
+    "action",
 )
 # 0.1.0 declared these VARCHAR(32/2048/128); Gong's answers are kept whole since 0.2.0.
 _WIDENED = ("meeting_id", "meeting_url", "request_id")
+# Columns added after 0.1.0, with their types: added in place to an older ledger on first use.
+_ADDED = {
+    "claimed_by": "VARCHAR(255)",
+    "fingerprint": "VARCHAR(64)",  # sha256 of the meeting as Gong last accepted it
+    "organizer_email": "TEXT",  # who owns it in Gong (a DELETE needs it)
+    "end_time": "VARCHAR(40)",  # UTC ISO-8601: is the meeting over? (rows gone from the source too)
+    "action": "VARCHAR(16)",  # what a pending claim is doing: create, update, delete, replace
+}
+_ENTRY_COLUMNS = (
+    "row_key",
+    "status",
+    "error_kind",
+    "attempts",
+    "claimed_by",
+    "updated_at",
+    "meeting_id",
+    "organizer_email",
+    "fingerprint",
+    "end_time",
+    "action",
+)
+
+
+@dataclass(frozen=True)
+class MeetingState:
+    """What the ledger keeps of a meeting as Gong last accepted it, to tell later what changed."""
+
+    fingerprint: str
+    organizer_email: str
+    end_time: str
+
+    def columns(self) -> dict[str, str]:
+        return {
+            "fingerprint": self.fingerprint,
+            "organizer_email": self.organizer_email,
+            "end_time": self.end_time,
+        }
 
 
 class LedgerWriteError(Exception):
@@ -71,6 +112,11 @@ class LedgerEntry:
     attempts: int
     claimed_by: str | None = None
     updated_at: str | None = None
+    meeting_id: str | None = None
+    organizer_email: str | None = None
+    fingerprint: str | None = None
+    end_time: str | None = None
+    action: str | None = None
 
 
 class ResultsLedger:
@@ -97,6 +143,7 @@ class ResultsLedger:
         self._cols = {c: quote_identifier(hook, c) for c in COLUMNS}
         self._write_attempts = write_attempts
         self._sleep = sleep
+        self._known: set[str] | None = None  # the table's columns, once read
         self.conn: Any = hook.get_conn()
 
     def close(self) -> None:
@@ -121,17 +168,22 @@ class ResultsLedger:
                 f"{c['error_kind']} VARCHAR(16), "
                 f"{c['attempts']} INTEGER NOT NULL, "
                 f"{c['updated_at']} VARCHAR(40) NOT NULL, "
-                f"{c['claimed_by']} VARCHAR(255))"
+                + ", ".join(f"{c[name]} {kind}" for name, kind in _ADDED.items())
+                + ")"
             )
             self._ddl(ddl, done=lambda: self._columns() is not None)
         columns = self._columns() or set()
-        if "claimed_by" not in columns:  # a 0.1.0 ledger
-            log.info("Migrating ledger %s to the 0.2.0 layout (claimed_by, unbounded IDs)", self.table_name)
+        missing = [name for name in _ADDED if name not in columns]
+        if missing:
+            log.info("Migrating ledger %s: adding column(s) %s", self.table_name, ", ".join(missing))
+        for name in missing:
             self._ddl(
-                f"ALTER TABLE {self.table} ADD COLUMN {c['claimed_by']} VARCHAR(255)",
-                done=lambda: "claimed_by" in (self._columns() or set()),
+                f"ALTER TABLE {self.table} ADD COLUMN {c[name]} {_ADDED[name]}",
+                done=lambda name=name: name in (self._columns() or set()),
             )
+        if "claimed_by" in missing:  # a 0.1.0 ledger: its ID/URL columns were too narrow
             self._widen()
+        self._known = self._columns()
 
     def _widen(self) -> None:
         kind = dialect(self.hook)
@@ -169,17 +221,36 @@ class ResultsLedger:
         """The entries of these keys (one query; callers pass one page of keys)."""
         if not keys:
             return {}
-        c = self._cols
+        if self._known is None:
+            self._known = self._columns()
+        if self._known is None:
+            return {}  # no ledger yet (a dry run does not create it)
+        names = [n for n in _ENTRY_COLUMNS if n in self._known]
         marks = ", ".join([self.ph] * len(keys))
         sql = (
-            f"SELECT {c['row_key']}, {c['status']}, {c['error_kind']}, {c['attempts']}, "
-            f"{c['claimed_by']}, {c['updated_at']} FROM {self.table} WHERE {c['row_key']} IN ({marks})"
+            f"SELECT {', '.join(self._cols[n] for n in names)} FROM {self.table} "
+            f"WHERE {self._cols['row_key']} IN ({marks})"
         )
         rows = self._retry(lambda: self._read(sql, tuple(keys)))
-        return {
-            str(k): LedgerEntry(status, kind, int(attempts or 0), owner, updated)
-            for k, status, kind, attempts, owner, updated in rows
-        }
+        entries = {}
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            key = str(values.pop("row_key"))
+            values["attempts"] = int(values.get("attempts") or 0)
+            if values.get("meeting_id") is not None:
+                values["meeting_id"] = str(values["meeting_id"])
+            entries[key] = LedgerEntry(**values)
+        return entries
+
+    def exists(self) -> bool:
+        return self._columns() is not None
+
+    def count_live(self) -> int:
+        """Rows with a live meeting (status ``created``); 0 when there is no ledger yet."""
+        if not self.exists():
+            return 0
+        sql = f"SELECT COUNT(*) FROM {self.table} WHERE {self._cols['status']} = {self.ph}"
+        return int(self._retry(lambda: self._read(sql, (CREATED,)))[0][0])
 
     def get(self, key: str) -> LedgerEntry | None:
         return self.lookup([key]).get(key)
@@ -192,16 +263,16 @@ class ResultsLedger:
 
     # -- claims -----------------------------------------------------------------------------------
 
-    def claim(self, key: str, entry: LedgerEntry | None) -> bool:
-        """Try to claim ``key`` (last seen as ``entry``) for one attempt. True: this runner won and
-        the claim is committed; False: another runner changed the row first."""
+    def claim(self, key: str, entry: LedgerEntry | None, action: str = "create") -> bool:
+        """Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
+        runner won and the claim is committed; False: another runner changed the row first."""
         attempts = (entry.attempts if entry else 0) + 1
-        return self._retry(lambda: self._claim_once(key, entry, attempts))
+        return self._retry(lambda: self._claim_once(key, entry, attempts, action))
 
-    def _claim_once(self, key: str, entry: LedgerEntry | None, attempts: int) -> bool:
+    def _claim_once(self, key: str, entry: LedgerEntry | None, attempts: int, action: str) -> bool:
         c = self._cols
         values = {"status": PENDING, "error": None, "error_kind": None, "attempts": attempts}
-        values.update(claimed_by=self.owner, updated_at=_now())
+        values.update(claimed_by=self.owner, updated_at=_now(), action=action)
         if entry is None:
             row = {"row_key": key, **values}
             sql = (
@@ -241,7 +312,7 @@ class ResultsLedger:
 
     # -- outcomes ---------------------------------------------------------------------------------
 
-    def record_created(self, key: str, result: MeetingResult) -> bool:
+    def record_created(self, key: str, result: MeetingResult, state: MeetingState | None = None) -> bool:
         """Write a created meeting under this runner's claim. False when the row is no longer this
         runner's (someone reconciled it by hand meanwhile)."""
         return self._record(
@@ -254,8 +325,23 @@ class ResultsLedger:
                 "additional_invitees": json.dumps(result.additional_invitees),
                 "error": None,
                 "error_kind": None,
+                "action": None,
+                **(state.columns() if state else {}),
             },
         )
+
+    def record_updated(self, key: str, state: MeetingState, request_id: str | None) -> bool:
+        """Gong accepted the new version (PUT): the row is ``created`` with the new fingerprint."""
+        values = {"status": CREATED, "error": None, "error_kind": None, "action": None}
+        return self._record(key, {**values, "request_id": request_id, **state.columns()})
+
+    def record_deleted(self, key: str) -> bool:
+        return self._record(key, {"status": DELETED, "error": None, "error_kind": None, "action": None})
+
+    def record_reverted(self, key: str, error: str, kind: str) -> bool:
+        """An update or delete did not happen (or may not have): the row is ``created`` again as it was,
+        with the error, so the next run tries again (PUT and DELETE are safe to repeat)."""
+        return self._record(key, {"status": CREATED, "error": error, "error_kind": kind, "action": None})
 
     def record_failed(self, key: str, error: str, kind: str) -> bool:
         return self._record(key, {"status": FAILED, "error": error, "error_kind": kind})

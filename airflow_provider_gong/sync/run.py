@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import pendulum
 
 from airflow_provider_gong.exceptions import (
     GongError,
@@ -24,13 +27,28 @@ from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.rules import MeetingLimits, normalise_email
 from airflow_provider_gong.sync.ledger import (
+    DELETED,
     PERMANENT,
     TRANSIENT,
     LedgerEntry,
     LedgerWriteError,
+    MeetingState,
     ResultsLedger,
 )
-from airflow_provider_gong.sync.plan import CREATE, REASONS, Step, plan_row
+from airflow_provider_gong.sync.plan import (
+    CREATE,
+    CREATE_ONLY,
+    DELETE,
+    MIRROR,
+    REASONS,
+    REPLACE,
+    SKIP,
+    UPDATE,
+    RowFacts,
+    Step,
+    plan_removed,
+    plan_row,
+)
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader, normalise_key
 
 log = logging.getLogger(__name__)
@@ -44,7 +62,18 @@ DEFAULT_COLUMNS: dict[str, str] = {
     "organizer_email": "organizer_email",
     "invitees": "invitees",
     "external_id": "external_id",
+    "cancelled": "cancelled",  # optional; read in upsert and mirror modes
 }
+#: skip reasons -> the dry run's buckets
+_SKIP_BUCKETS = {
+    "unchanged": "unchanged",
+    "pending": "pending",
+    "in_flight": "pending",
+    "past": "past",
+    "cancelled_not_created": "cancelled",
+}
+#: values of the ``cancelled`` column that mean "cancelled" (compared case-insensitively)
+CANCELLED_VALUES = frozenset({"true", "t", "1", "yes", "y", "cancelled", "canceled"})
 REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitees")
 # Gong refused the meeting itself: retrying the same row cannot help.
 _ROW_STATUSES = (400, 404, 409)
@@ -65,6 +94,11 @@ class BatchProgress:
     skipped_failed: int = 0
     skipped_pending: int = 0
     claimed_elsewhere: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped_past: int = 0
+    skipped_cancelled: int = 0
     invalid_keys: int = 0
     duplicate_keys: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -86,13 +120,21 @@ class BatchProgress:
         pct = 100.0 * self.seen / self.total if self.total else 100.0
         return (
             f"Progress: {self.seen}/{self.total} rows ({pct:.0f}%), created {self.created}, "
+            f"updated {self.updated}, deleted {self.deleted}, unchanged {self.unchanged}, "
             f"failed {self.failed}, outcome unknown {self.unknown}, skipped {self.skipped}, "
             f"{rate:.2f} meetings/s, ETA {eta}"
         )
 
     @property
     def skipped(self) -> int:
-        return self.skipped_created + self.skipped_failed + self.skipped_pending + self.claimed_elsewhere
+        return (
+            self.skipped_created
+            + self.skipped_failed
+            + self.skipped_pending
+            + self.claimed_elsewhere
+            + self.skipped_past
+            + self.skipped_cancelled
+        )
 
     def summary(self) -> dict[str, int]:
         return {
@@ -103,6 +145,11 @@ class BatchProgress:
             "skipped_created": self.skipped_created,
             "skipped_failed": self.skipped_failed,
             "claimed_elsewhere": self.claimed_elsewhere,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "skipped_past": self.skipped_past,
+            "skipped_cancelled": self.skipped_cancelled,
             "invalid_keys": self.invalid_keys,
             "duplicate_keys": self.duplicate_keys,
             "pending_unreconciled": self.skipped_pending + self.unknown,
@@ -125,6 +172,7 @@ class BatchRun:
         preflight: bool,
         progress: BatchProgress,
         claim_lease_seconds: float = 600.0,
+        mode: str = CREATE_ONLY,
     ) -> None:
         self.source = source
         self.ledger = ledger
@@ -136,8 +184,10 @@ class BatchRun:
         self.preflight = preflight
         self.progress = progress
         self.lease = claim_lease_seconds
+        self.mode = mode
         self.organizers: dict[str, dict[str, Any]] = {}
         self.duplicates: dict[str, int] = {}
+        self._entries: dict[str, LedgerEntry] = {}  # the current page's ledger view
 
     # -- the pass ---------------------------------------------------------------------------------
 
@@ -145,6 +195,68 @@ class BatchRun:
         self._report_key_problems()
         for names, rows in self.source.pages():
             self._run_page(names, rows)
+        if self.mode == MIRROR:
+            for keys in self.removed_keys():
+                for key, entry in self.ledger.lookup(keys).items():
+                    step = plan_removed(entry)
+                    if step.action == DELETE:
+                        self._delete(key, entry, entry.organizer_email)
+                    elif step.reason == "past":
+                        self.progress.skipped_past += 1
+
+    def survey(self, sample: int = 5) -> dict[str, Any]:
+        """The plan of this run without acting on it: how many rows each action would touch, the first
+        few of each with the reason, and the Gong calls that makes. Reads only; writes nothing."""
+        counts: Counter[str] = Counter()
+        samples: dict[str, list[dict[str, str]]] = {}
+
+        def note(bucket: str, key: str, why: str) -> None:
+            counts[bucket] += 1
+            if len(samples.setdefault(bucket, [])) < sample:
+                samples[bucket].append({"key": key, "reason": why})
+
+        nulls, _ = self.source.null_keys()
+        self.duplicates = self.source.duplicate_keys()
+        counts["invalid"] += nulls + sum(self.duplicates.values())
+        for names, rows in self.source.pages():
+            for record, step in self.steps(names, rows):
+                problem = record["_problem"]
+                turned_invalid = step.reason == "created" and self.mode != CREATE_ONLY
+                if problem and (step.action == CREATE or turned_invalid):
+                    note("invalid", record["_key"], problem)
+                elif step.action != SKIP:
+                    note(step.action, record["_key"], step.reason)
+                else:
+                    note(_SKIP_BUCKETS.get(step.reason, "skipped"), record["_key"], step.reason)
+        if self.mode == MIRROR and self.ledger.exists():
+            for keys in self.removed_keys():
+                for key, entry in self.ledger.lookup(keys).items():
+                    step = plan_removed(entry)
+                    note(step.action if step.action != SKIP else "past", key, step.reason)
+        calls = counts[CREATE] + counts[UPDATE] + counts[DELETE] + 2 * counts[REPLACE]
+        buckets = (CREATE, UPDATE, DELETE, REPLACE, "unchanged", "invalid", "pending", "past", "cancelled")
+        return {
+            "mode": self.mode,
+            "counts": {b: counts[b] for b in (*buckets, "skipped")},
+            "samples": samples,
+            "gong_calls": calls,
+        }
+
+    def removed_keys(self) -> Iterator[list[str]]:
+        """Pages of ledger keys with a live meeting whose row left the source (mirror mode)."""
+        c = self.ledger._cols
+        return self.source.missing_keys(self.ledger.table, c["row_key"], c["status"])
+
+    def steps(self, names: list[str], rows: list[tuple[Any, ...]]) -> Iterator[tuple[dict[str, Any], Step]]:
+        """Each row of a page with the step its ledger entry calls for (read-only: for dry runs)."""
+        records, entries = self._prepare(names, rows)
+        for record in records:
+            if record["_key"] in self.duplicates:
+                continue
+            if len(record["_key"]) > MAX_KEY_LENGTH:
+                yield record, Step(SKIP, "invalid_key")
+                continue
+            yield record, self._plan(entries.get(record["_key"]), record)
 
     def _report_key_problems(self) -> None:
         nulls, sample = self.source.null_keys()
@@ -180,13 +292,19 @@ class BatchRun:
                 self.columns["key"],
             )
 
-    def _run_page(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+    def _prepare(
+        self, names: list[str], rows: list[tuple[Any, ...]]
+    ) -> tuple[list[dict[str, Any]], dict[str, LedgerEntry]]:
         index = self._column_index(names)
         records = [{f: (row[i] if i is not None else None) for f, i in index.items()} for row in rows]
         for record in records:
             record["_key"] = normalise_key(record["key"])
+            record["_meeting"], record["_problem"] = self._validate(record, record["_key"])
         keys = [r["_key"] for r in records if len(r["_key"]) <= MAX_KEY_LENGTH]
-        entries = self.ledger.lookup(keys)
+        return records, self.ledger.lookup(keys)
+
+    def _run_page(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        records, entries = self._prepare(names, rows)
         if self.preflight:
             due = [r for r in records if self._sendable(r, entries)]
             self._check_organizers(due)
@@ -202,11 +320,29 @@ class BatchRun:
         key = record["_key"]
         if len(key) > MAX_KEY_LENGTH or key in self.duplicates:
             return False
-        return self._plan(entries.get(key)).action == CREATE
+        return self._plan(entries.get(key), record).action in (CREATE, UPDATE, REPLACE)
 
-    def _plan(self, entry: LedgerEntry | None) -> Step:
+    def _plan(self, entry: LedgerEntry | None, record: dict[str, Any]) -> Step:
         return plan_row(
-            entry, retry_failed=self.retry_failed, owner=self.ledger.owner, lease_seconds=self.lease
+            entry,
+            retry_failed=self.retry_failed,
+            owner=self.ledger.owner,
+            lease_seconds=self.lease,
+            mode=self.mode,
+            facts=self._facts(record),
+        )
+
+    def _facts(self, record: dict[str, Any]) -> RowFacts:
+        meeting: Meeting | None = record["_meeting"]
+        raw = record.get("cancelled")
+        cancelled = str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
+        if meeting is None:
+            return RowFacts(cancelled=cancelled)
+        return RowFacts(
+            cancelled=cancelled,
+            over=meeting.end_time < pendulum.now("UTC"),
+            fingerprint=meeting.fingerprint(),
+            organizer_email=meeting.organizer_email.lower(),
         )
 
     def _run_row(self, record: dict[str, Any], entries: dict[str, LedgerEntry]) -> None:
@@ -222,19 +358,40 @@ class BatchRun:
                 MAX_KEY_LENGTH,
             )
             return
+        self._entries = entries
         entry = entries.get(key)
-        step = self._plan(entry)
-        if step.action != CREATE:
+        step = self._plan(entry, record)
+        if step.action == SKIP:
+            if self.mode != CREATE_ONLY and record["_problem"] and step.reason == "created":
+                progress.failed += 1  # a live meeting whose row turned invalid: Gong keeps the old one
+                log.warning("Row %s: not updated, Gong keeps its last version: %s", key, record["_problem"])
+                return
             self._skip(key, step.reason, entry)
             return
+        if step.action != CREATE:
+            assert entry is not None
+            log.info("Row %s: %s (%s)", key, step.action, REASONS.get(step.reason, step.reason))
+            if step.action == DELETE:
+                self._delete(key, entry, entry.organizer_email or record["organizer_email"])
+            elif step.action == UPDATE:
+                self._update(key, entry, record["_meeting"])
+            else:
+                self._replace(key, entry, record["_meeting"])
+            return
+        meeting, problem = self._refuse(record["_meeting"], record["_problem"])
+        self._claim_and_create(key, entry, meeting, problem)
 
-        meeting, problem = self._meeting(record, key)
+    def _claim_and_create(
+        self, key: str, entry: LedgerEntry | None, meeting: Meeting | None, problem: str | None
+    ) -> None:
+        progress = self.progress
         if not self.ledger.claim(key, entry):
             progress.claimed_elsewhere += 1
             log.info("Row %s: another run claimed it first; skipped here", key)
             return
         attempts = (entry.attempts if entry else 0) + 1
-        entries[key] = LedgerEntry("pending", None, attempts, self.ledger.owner)
+        # This run now owns the key: a second source row with the same key is a duplicate.
+        self._entries[key] = LedgerEntry("pending", None, attempts, self.ledger.owner)
         if problem is not None:
             self._record_failed(key, problem, PERMANENT)
             log.warning("Row %s: %s", key, problem)
@@ -253,8 +410,14 @@ class BatchRun:
                 key,
                 self.columns["key"],
             )
-        elif reason == "created":
+        elif reason in ("created", "deleted"):
             progress.skipped_created += 1
+        elif reason == "unchanged":
+            progress.unchanged += 1
+        elif reason == "past":
+            progress.skipped_past += 1
+        elif reason == "cancelled_not_created":
+            progress.skipped_cancelled += 1
         elif reason == "in_flight":
             progress.claimed_elsewhere += 1
             assert entry is not None
@@ -279,8 +442,8 @@ class BatchRun:
         else:
             progress.skipped_failed += 1
 
-    def _meeting(self, record: dict[str, Any], key: str) -> tuple[Meeting | None, str | None]:
-        """The row as a Meeting, or why it cannot be one (validation or preflight)."""
+    def _validate(self, record: dict[str, Any], key: str) -> tuple[Meeting | None, str | None]:
+        """The row as a Meeting, or why it cannot be one."""
         external_id = record["external_id"]
         try:
             meeting = Meeting.build(
@@ -295,6 +458,12 @@ class BatchRun:
             )
         except GongValidationError as exc:
             return None, str(exc)
+        return meeting, None
+
+    def _refuse(self, meeting: Meeting | None, problem: str | None) -> tuple[Meeting | None, str | None]:
+        """The preflight's verdict on the meeting's organizer, when it has one."""
+        if meeting is None:
+            return None, problem
         refusal = self.organizers.get(meeting.organizer_email.lower())
         if refusal is not None and not (refusal.get("exists") and refusal.get("valid")):
             reason = (
@@ -303,6 +472,70 @@ class BatchRun:
             fix = f" Fix it here: {refusal['fixUrl']}" if refusal.get("fixUrl") else ""
             return None, f"Preflight: {meeting.organizer_email}: {reason}{fix}"
         return meeting, None
+
+    # -- update, delete, replace (PUT and DELETE are idempotent: a failure puts the row back) ----------
+
+    def _update(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
+        if not self.ledger.claim(key, entry, UPDATE):
+            self.progress.claimed_elsewhere += 1
+            return
+        try:
+            answer = self.gong.update_meeting(str(entry.meeting_id), meeting)
+        except GongError as exc:
+            self._revert(key, "update", exc)
+            return
+        log.info(
+            "Row %s: updated Gong meeting %s (requestId=%s)", key, entry.meeting_id, answer["request_id"]
+        )
+        self._write(
+            key, lambda: self.ledger.record_updated(key, _state(meeting), answer["request_id"]), "created"
+        )
+        self.progress.updated += 1
+
+    def _delete(self, key: str, entry: LedgerEntry, organizer: Any) -> bool:
+        if not entry.meeting_id or not organizer:
+            self.progress.failed += 1
+            log.error("Row %s: cannot delete its meeting: the ledger has no meeting ID or organizer", key)
+            return False
+        if not self.ledger.claim(key, entry, DELETE):
+            self.progress.claimed_elsewhere += 1
+            return False
+        try:
+            existed = self.gong.delete_meeting(str(entry.meeting_id), str(organizer))
+        except GongError as exc:
+            self._revert(key, "delete", exc)
+            return False
+        log.info(
+            "Row %s: deleted Gong meeting %s%s", key, entry.meeting_id, "" if existed else " (already gone)"
+        )
+        self._write(key, lambda: self.ledger.record_deleted(key), "deleted")
+        self.progress.deleted += 1
+        return True
+
+    def _replace(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
+        """A new organizer: delete the meeting under the old one, then create it under the new one."""
+        if not self._delete(key, entry, entry.organizer_email):
+            return
+        gone = self.ledger.get(key)
+        if gone is None or gone.status != DELETED:
+            return
+        self.progress.deleted -= 1  # counted as one replacement: a delete and a create
+        meeting, problem = self._refuse(meeting, None)
+        self._claim_and_create(key, gone, meeting, problem)
+
+    def _revert(self, key: str, what: str, exc: GongError) -> None:
+        kind = PERMANENT if exc.permanent else TRANSIENT
+        self.progress.failed += 1
+        log.warning(
+            "Row %s: %s failed (%s), the meeting stays as it was; the next run retries: %s",
+            key,
+            what,
+            kind,
+            exc,
+        )
+        self._write(key, lambda: self.ledger.record_reverted(key, f"{what}: {exc}", kind), "created")
+        if not (isinstance(exc, GongValidationError) or exc.status in _ROW_STATUSES):
+            raise exc  # credentials, permissions, quota or connectivity: every later row would fail too
 
     def _create(self, key: str, meeting: Meeting) -> None:
         progress = self.progress
@@ -333,7 +566,7 @@ class BatchRun:
         )
         written = self._write(
             key,
-            lambda: self.ledger.record_created(key, result),
+            lambda: self.ledger.record_created(key, result, _state(meeting)),
             f"created, meeting_id {result.meeting_id}, meeting_url {result.meeting_url}",
         )
         if not written:
@@ -400,3 +633,11 @@ def _email_or_none(value: Any) -> str | None:
         return normalise_email(value, "organizer_email")
     except ValueError:
         return None
+
+
+def _state(meeting: Meeting) -> MeetingState:
+    return MeetingState(
+        fingerprint=meeting.fingerprint(),
+        organizer_email=meeting.organizer_email.lower(),
+        end_time=meeting.end_time.in_timezone("UTC").isoformat(),
+    )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.exceptions import GongValidationError
-from airflow_provider_gong.sync.sql import execute, literal_percent, quote_identifier
+from airflow_provider_gong.sync.sql import as_text, execute, literal_percent, quote_identifier
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -124,6 +124,31 @@ class SourceReader:
             yield names, rows
             index = [n.lower() for n in names].index(self.key_column.lower())
             last, first = rows[-1][index], False
+            if len(rows) < self.page_size:
+                return
+
+    def missing_keys(self, ledger_table: str, key_column: str, status_column: str) -> Iterator[list[str]]:
+        """Pages of ledger keys with a live meeting (status ``created``) whose row left the source.
+
+        An anti-join the database runs (``NOT EXISTS``), walked in keyset pages of the ledger's key, so
+        memory stays bounded whatever the sizes of source and ledger. ``ledger_table`` and the column
+        names come quoted.
+        """
+        last: str | None = None
+        while True:
+            after = "" if last is None else f" AND led.{key_column} > {self.ph}"
+            sql = (
+                f"SELECT led.{key_column} FROM {ledger_table} led WHERE led.{status_column} = 'created'"
+                f"{after} AND NOT EXISTS (SELECT 1 FROM {self.source} "
+                f"WHERE {as_text(self.hook, self.key)} = led.{key_column}) "
+                f"ORDER BY led.{key_column} LIMIT {int(self.page_size)}"
+            )
+            _, rows = self._query(sql, () if last is None else (last,))
+            if not rows:
+                return
+            keys = [str(row[0]) for row in rows]
+            yield keys
+            last = keys[-1]
             if len(rows) < self.page_size:
                 return
 

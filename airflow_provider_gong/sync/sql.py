@@ -68,6 +68,14 @@ def _bad_name(what: str, name: Any) -> str:
     )
 
 
+def as_text(hook: DbApiHook, expr: str) -> str:
+    """``expr`` cast to text, for comparing a source key with the ledger's text key in SQL. Matches
+    :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys."""
+    if dialect(hook).startswith(("mysql", "mariadb")):
+        return f"CAST({expr} AS CHAR)"
+    return f"CAST({expr} AS VARCHAR(255))"
+
+
 def literal_percent(hook: DbApiHook, sql: str) -> str:
     """User SQL as the driver must see it when parameters are passed: with ``%s``-style drivers
     (psycopg, MySQL) a literal ``%`` must be doubled, with ``?``-style ones (SQLite) nothing changes.

@@ -1,7 +1,7 @@
 """A warehouse table of meetings in the standard column layout, for demos and DAG tests.
 
 Layout (the defaults of SqlToGongMeetingsOperator): ``id, start_time, end_time, title,
-organizer_email, invitees, external_id``.
+organizer_email, invitees, external_id`` and ``cancelled`` (read by the sync modes; NULL = live).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def create_meetings_table(
     hook.run(
         f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, start_time {timestamp_type}, "
         f"end_time {timestamp_type}, title VARCHAR(1000), organizer_email VARCHAR(320), invitees TEXT, "
-        "external_id VARCHAR(255))"
+        "external_id VARCHAR(255), cancelled BOOLEAN)"
     )
 
 

@@ -9,6 +9,7 @@ the summary; the protocol itself (source -> plan -> claim -> call -> record) liv
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_provider_gong.exceptions import GongBatchRowErrors, GongValidationError
+from airflow_provider_gong.exceptions import GongBatchRowErrors, GongSyncGuardError, GongValidationError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.rules import MeetingLimits, zone
 from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.plan import CREATE_ONLY, DELETE, SYNC_MODES
 from airflow_provider_gong.sync.run import DEFAULT_COLUMNS, REQUIRED_COLUMNS, BatchProgress, BatchRun
 from airflow_provider_gong.sync.source import SourceReader
 
@@ -84,6 +86,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
         "timezone",
         "fail_on_row_errors",
         "retry_failed",
+        "dry_run",
+        "sync_mode",
+        "max_deletes",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
@@ -107,9 +112,21 @@ class SqlToGongMeetingsOperator(BaseOperator):
         progress_every_rows: int = 100,
         progress_every_seconds: float = 30.0,
         claim_lease_seconds: float = 600.0,
+        sync_mode: str = CREATE_ONLY,
+        dry_run: bool | str = False,
+        max_deletes: int | float = 0.1,
+        daily_quota: int = 10_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if "{{" not in str(sync_mode):  # templated values are checked when rendered
+            _sync_mode(sync_mode)
+        if "{{" not in str(max_deletes):
+            _max_deletes(max_deletes)
+        self.sync_mode = sync_mode
+        self.dry_run = dry_run
+        self.max_deletes = max_deletes
+        self.daily_quota = daily_quota
         unknown = set(columns or {}) - set(DEFAULT_COLUMNS)
         if unknown:
             raise ValueError(
@@ -134,8 +151,57 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.claim_lease_seconds = claim_lease_seconds
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
 
+    def _guard(self, plan: dict[str, Any], live: int, source_rows: int) -> str:
+        """Why this run must not go ahead ("" when it may): too many deletes, or an empty source."""
+        deletes = plan["counts"][DELETE]
+        if not deletes:
+            return ""
+        limit = _max_deletes(self.max_deletes)
+        allowed = limit if isinstance(limit, int) else math.floor(limit * live)
+        if source_rows == 0:
+            return (
+                f"the source returned no rows, so this {self.sync_mode} run would delete all {deletes} live "
+                f"meeting(s) in {self.ledger_table}. Nothing was sent. An empty source is treated as a "
+                "broken read, never as 'cancel everything'; cancel meetings with the cancelled column."
+            )
+        if deletes > allowed:
+            return (
+                f"this run would delete {deletes} of {live} live meeting(s) in {self.ledger_table} "
+                f"(cancelled or removed rows); max_deletes={limit} allows {allowed}. Nothing was sent. "
+                "Check the source (a truncated table or a failed load looks like mass cancellation), "
+                "look at the plan with dry_run=True, then raise max_deletes for one run if it is right."
+            )
+        return ""
+
+    def _report_plan(self, plan: dict[str, Any], guard: str) -> dict[str, Any]:
+        calls = plan["gong_calls"]
+        summary = {
+            **plan,
+            "dry_run": True,
+            "daily_quota_share": round(calls / self.daily_quota, 4),
+            "guard": guard or None,
+            "ledger_table": self.ledger_table,
+        }
+        counts = ", ".join(f"{k} {v}" for k, v in plan["counts"].items())
+        self.log.info(
+            "Dry run (%s mode): %s. It would make %d Gong call(s), %.1f%% of a %d-call daily quota. "
+            "Nothing was sent or written.",
+            self.sync_mode,
+            counts,
+            calls,
+            100.0 * calls / self.daily_quota,
+            self.daily_quota,
+        )
+        for bucket, rows in plan["samples"].items():
+            self.log.info("  %s: %s", bucket, "; ".join(f"{r['key']} ({r['reason']})" for r in rows))
+        if guard:
+            self.log.warning("A real run would stop before any call: %s", guard)
+        return summary
+
     def execute(self, context: Context) -> dict[str, Any]:
         # Task-level problems fail the task here, before any row is read, claimed or charged.
+        self.sync_mode = _sync_mode(self.sync_mode)
+        _max_deletes(self.max_deletes)
         try:
             zone(self.timezone)
             limits = MeetingLimits.of(dict(self.limits) if isinstance(self.limits, Mapping) else self.limits)
@@ -163,10 +229,14 @@ class SqlToGongMeetingsOperator(BaseOperator):
                     "Map them with columns={...}."
                 )
             ledger = ResultsLedger(db, self.ledger_table, owner=_owner(context))
-            ledger.ensure_table()
+            dry_run = _truthy(self.dry_run)
+            if not dry_run:
+                ledger.ensure_table()
             progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self.log.info(
-                "Creating Gong meetings for %d rows of %s into ledger %s (pace %.2g calls/s, claims as %s)",
+                "%s Gong meetings (%s mode) for %d rows of %s, ledger %s (pace %.2g calls/s, claims as %s)",
+                "Planning" if dry_run else "Syncing",
+                self.sync_mode,
                 progress.total,
                 self.table or "query",
                 self.ledger_table,
@@ -184,7 +254,15 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 preflight=_truthy(self.preflight),
                 progress=progress,
                 claim_lease_seconds=self.claim_lease_seconds,
+                mode=self.sync_mode,
             )
+            if dry_run or self.sync_mode != CREATE_ONLY:
+                plan = self.batch.survey()
+                guard = self._guard(plan, ledger.count_live(), progress.total)
+                if dry_run:
+                    return self._report_plan(plan, guard)
+                if guard:
+                    raise GongSyncGuardError(guard)
             try:
                 self.batch.run()
             finally:
@@ -227,6 +305,23 @@ def _problems(summary: Mapping[str, Any]) -> str:
             "check Gong by externalId, then set the row to created (with its meeting_id) or failed"
         )
     return "; ".join(parts)
+
+
+def _sync_mode(value: Any) -> str:
+    if value not in SYNC_MODES:
+        raise GongValidationError(f"sync_mode must be one of {', '.join(SYNC_MODES)}, got {value!r}")
+    return str(value)
+
+
+def _max_deletes(value: Any) -> int | float:
+    """A count (an integer, e.g. 25) or a fraction of the live meetings (0 < f < 1, e.g. 0.1)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        number = -1.0
+    if number < 0:
+        raise GongValidationError(f"max_deletes must be a count (>= 0) or a fraction (0..1), got {value!r}")
+    return number if 0 < number < 1 else int(number)
 
 
 def _owner(context: Context | Mapping[str, Any]) -> str:

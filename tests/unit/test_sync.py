@@ -83,7 +83,7 @@ def test_only_one_runner_wins_a_new_key(sqlite_hook):
     a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
     assert a.claim("k1", None) is True
     assert b.claim("k1", None) is False  # the INSERT lost to the primary key; no raw DB error
-    assert a.get("k1") == LedgerEntry(PENDING, None, 1, "run-a", a.get("k1").updated_at)
+    assert a.get("k1") == LedgerEntry(PENDING, None, 1, "run-a", a.get("k1").updated_at, action="create")
 
 
 def test_a_stale_view_of_a_failed_row_loses_the_claim(sqlite_hook):
