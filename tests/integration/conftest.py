@@ -38,3 +38,11 @@ def fast_gong(gong_standin, monkeypatch):
         "AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=5)
     )
     return gong_standin
+
+
+@pytest.fixture
+def slow_gong(gong_standin, monkeypatch):
+    """Every call takes 15 ms, so that two runners' work really overlaps."""
+    gong_standin.latency = 0.015
+    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=1000))
+    return gong_standin

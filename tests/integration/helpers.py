@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.testing.warehouse import create_meetings_table, insert_meetings
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests.conftest import ROOT
 
 PG_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -43,3 +49,64 @@ def operator(warehouse, **kwargs) -> SqlToGongMeetingsOperator:
     return SqlToGongMeetingsOperator(
         task_id="batch", table=warehouse["table"], ledger_table=warehouse["ledger"], **kwargs
     )
+
+
+# -- runners in separate processes, started together ---------------------------------------------
+
+RUNNER = """
+import json, os, sys, time
+from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+table, ledger_table, go, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+op = SqlToGongMeetingsOperator(task_id="batch", table=table, ledger_table=ledger_table,
+                               fail_on_row_errors=False, **options)
+deadline = time.monotonic() + 60
+while not os.path.exists(go) and time.monotonic() < deadline:  # start together, after imports
+    time.sleep(0.005)
+try:
+    print("SUMMARY " + json.dumps(op.execute({})), flush=True)
+except BaseException as exc:
+    print(f"ERROR {type(exc).__module__}.{type(exc).__name__}: {exc}", flush=True)
+    sys.exit(1)
+"""
+
+
+def start_runners(tmp_path: Path, warehouse: dict, count: int = 2, **options) -> list[subprocess.Popen]:
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                RUNNER,
+                warehouse["table"],
+                warehouse["ledger"],
+                str(go),
+                json.dumps(options),
+            ],
+            env=dict(os.environ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    return procs, go
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 120) -> list[dict]:
+    summaries = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        lines = [line for line in out.splitlines() if line.startswith(("SUMMARY ", "ERROR "))]
+        assert proc.returncode == 0, f"runner failed: {lines} {err[-3000:]}"
+        summaries.append(json.loads(lines[-1].removeprefix("SUMMARY ")))
+    return summaries
+
+
+def run_concurrently(tmp_path, warehouse, count=2, **options) -> list[dict]:
+    procs, go = start_runners(tmp_path, warehouse, count, **options)
+    time.sleep(0.5)
+    go.touch()
+    return finish(procs)
+

@@ -8,79 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongLedgerError, GongValidationError
 from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
-from tests.conftest import ROOT
-from tests.integration.helpers import ledger, operator, seed
+from tests.integration.helpers import finish, ledger, operator, run_concurrently, seed, start_runners
 
 pytestmark = pytest.mark.integration
-
-RUNNER = """
-import json, os, sys, time
-from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
-table, ledger_table, go, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-op = SqlToGongMeetingsOperator(task_id="batch", table=table, ledger_table=ledger_table,
-                               fail_on_row_errors=False, **options)
-deadline = time.monotonic() + 60
-while not os.path.exists(go) and time.monotonic() < deadline:  # start together, after imports
-    time.sleep(0.005)
-try:
-    print("SUMMARY " + json.dumps(op.execute({})), flush=True)
-except BaseException as exc:
-    print(f"ERROR {type(exc).__module__}.{type(exc).__name__}: {exc}", flush=True)
-    sys.exit(1)
-"""
-
-
-def start_runners(tmp_path: Path, warehouse: dict, count: int = 2, **options) -> list[subprocess.Popen]:
-    go = tmp_path / f"go-{time.monotonic_ns()}"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                RUNNER,
-                warehouse["table"],
-                warehouse["ledger"],
-                str(go),
-                json.dumps(options),
-            ],
-            env=dict(os.environ),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    return procs, go
-
-
-def finish(procs: list[subprocess.Popen], timeout: float = 120) -> list[dict]:
-    summaries = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=timeout)
-        lines = [line for line in out.splitlines() if line.startswith(("SUMMARY ", "ERROR "))]
-        assert proc.returncode == 0, f"runner failed: {lines} {err[-3000:]}"
-        summaries.append(json.loads(lines[-1].removeprefix("SUMMARY ")))
-    return summaries
-
-
-def run_concurrently(tmp_path, warehouse, count=2, **options) -> list[dict]:
-    procs, go = start_runners(tmp_path, warehouse, count, **options)
-    time.sleep(0.5)
-    go.touch()
-    return finish(procs)
 
 
 def assert_each_row_created_once(standin, warehouse, keys) -> None:
@@ -92,14 +30,6 @@ def assert_each_row_created_once(standin, warehouse, keys) -> None:
         assert rows[key]["status"] == "created", (key, rows[key])
         created = next(c for c in standin.created if c.payload.get("externalId") == external_id)
         assert rows[key]["meeting_id"] == created.meeting_id  # the one meeting is the one on record
-
-
-@pytest.fixture
-def slow_gong(gong_standin, monkeypatch):
-    """Every call takes 15 ms, so that two runners' work really overlaps."""
-    gong_standin.latency = 0.015
-    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=1000))
-    return gong_standin
 
 
 def set_ledger(warehouse, rows: list[tuple]) -> None:

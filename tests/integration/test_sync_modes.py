@@ -13,7 +13,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_gong.exceptions import GongError, GongSyncGuardError
 from airflow_provider_gong.testing.warehouse import demo_rows
 from tests.conftest import EXAMPLE_DAGS
-from tests.integration.helpers import ledger, operator, seed
+from tests.integration.helpers import ledger, operator, run_concurrently, seed
 
 
 def gong_calls(gong, since: int = 0) -> Counter:
@@ -213,3 +213,24 @@ def test_a_ledger_from_before_fingerprints_is_migrated_and_synced_once(warehouse
     mark = len(fast_gong.log)
     assert operator(warehouse, sync_mode="upsert").execute({})["unchanged"] == 3
     assert gong_calls(fast_gong, mark) == Counter()
+
+
+def test_two_runs_at_once_update_and_delete_each_row_once(tmp_path, warehouse, slow_gong):
+    """Separate processes, started together, over rows that all need a PUT or a DELETE."""
+    seed(warehouse, demo_rows(30, bad=False))
+    operator(warehouse, sync_mode="upsert").execute({})
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)).replace(microsecond=0)
+    sql(
+        warehouse,
+        f"UPDATE {warehouse['table']} SET start_time = ?, end_time = ? WHERE id <= 24",
+        later.isoformat(),
+        (later + dt.timedelta(minutes=30)).isoformat(),
+    )
+    sql(warehouse, f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id > 24")
+    mark = len(slow_gong.log)
+    summaries = run_concurrently(tmp_path, warehouse, sync_mode="upsert", max_deletes=6)
+    assert gong_calls(slow_gong, mark) == Counter({"PUT": 24, "DELETE": 6})  # never both on a row
+    assert sum(s["updated"] for s in summaries) == 24 and sum(s["deleted"] for s in summaries) == 6
+    assert all(s["updated"] < 24 for s in summaries)  # the work really was shared
+    statuses = Counter(r["status"] for r in ledger(warehouse).values())
+    assert statuses == Counter({"created": 24, "deleted": 6})

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sqlite3
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
 import pendulum
@@ -13,7 +14,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongValidationError
-from airflow_provider_gong.meetings import MeetingResult
+from airflow_provider_gong.meetings import Meeting, MeetingResult
 from airflow_provider_gong.sync.ledger import (
     CREATED,
     FAILED,
@@ -25,7 +26,7 @@ from airflow_provider_gong.sync.ledger import (
     LedgerWriteError,
     ResultsLedger,
 )
-from airflow_provider_gong.sync.plan import CREATE, SKIP, plan_row
+from airflow_provider_gong.sync.plan import CREATE, SKIP, RowFacts, plan_removed, plan_row
 from airflow_provider_gong.sync.source import normalise_key
 from airflow_provider_gong.sync.sql import literal_percent, quote_identifier
 
@@ -243,3 +244,79 @@ def test_percent_is_doubled_only_for_percent_style_drivers():
     sql = "SELECT * FROM t WHERE title LIKE 'a%'"
     assert literal_percent(_Hook("postgresql", "%s"), sql) == "SELECT * FROM t WHERE title LIKE 'a%%'"
     assert literal_percent(_Hook("sqlite", "?"), sql) == sql
+
+
+# -- sync rules (upsert / mirror) ------------------------------------------------------------------
+
+_LIVE = LedgerEntry(
+    "created", None, 1, "run-x", "2030-01-01T00:00:00+00:00", "77", "rep@acme.com", "fp-1", None, None
+)
+_FACTS = RowFacts(fingerprint="fp-1", organizer_email="rep@acme.com")
+
+
+@pytest.mark.parametrize(
+    "entry, facts, expected",
+    [
+        (None, _FACTS, ("create", "new")),
+        (None, RowFacts(cancelled=True, fingerprint="fp-1"), ("skip", "cancelled_not_created")),
+        (None, RowFacts(over=True, fingerprint="fp-1"), ("skip", "past")),
+        (_LIVE, _FACTS, ("skip", "unchanged")),
+        (_LIVE, RowFacts(fingerprint="fp-2", organizer_email="rep@acme.com"), ("update", "changed")),
+        (
+            _LIVE,
+            RowFacts(fingerprint="fp-2", organizer_email="ae@acme.com"),
+            ("replace", "organizer_changed"),
+        ),
+        (_LIVE, RowFacts(cancelled=True), ("delete", "cancelled")),
+        (_LIVE, RowFacts(cancelled=True, over=True), ("skip", "past")),
+        (_LIVE, RowFacts(over=True, fingerprint="fp-2"), ("skip", "past")),
+        (_LIVE, RowFacts(), ("skip", "created")),  # the row turned invalid: Gong keeps the last version
+        (replace(_LIVE, fingerprint=None), _FACTS, ("update", "no_fingerprint")),
+        (replace(_LIVE, status="deleted"), _FACTS, ("create", "recreate")),
+        (replace(_LIVE, status="deleted"), RowFacts(cancelled=True), ("skip", "deleted")),
+        (
+            replace(_LIVE, status="pending", action="update", updated_at="2000-01-01T00:00:00+00:00"),
+            _FACTS,
+            ("update", "redo_update"),
+        ),
+        (
+            replace(_LIVE, status="pending", action="delete", updated_at="2000-01-01T00:00:00+00:00"),
+            _FACTS,
+            ("delete", "redo_delete"),
+        ),
+        (
+            replace(_LIVE, status="pending", action="create", updated_at="2000-01-01T00:00:00+00:00"),
+            _FACTS,
+            ("skip", "pending"),
+        ),  # a create is never redone on its own
+        (replace(_LIVE, status="failed", error_kind="permanent"), _FACTS, ("skip", "failed_permanent")),
+    ],
+)
+def test_sync_rules(entry, facts, expected):
+    step = plan_row(entry, retry_failed=False, owner="run-y", mode="upsert", facts=facts)
+    assert (step.action, step.reason) == expected
+    # create mode ignores the facts: today's behaviour
+    if entry is None:
+        assert plan_row(entry, retry_failed=False, owner="run-y", facts=facts).action == "create"
+
+
+def test_removed_rows_are_deleted_unless_over_or_not_live():
+    assert plan_removed(_LIVE).action == "delete"
+    assert plan_removed(replace(_LIVE, end_time="2001-01-01T00:00:00+00:00")).reason == "past"
+    assert plan_removed(replace(_LIVE, status="deleted")).action == "skip"
+
+
+def test_fingerprint_ignores_presentation_but_not_content():
+    base = dict(
+        start_time="2030-01-01T10:00:00Z", end_time="2030-01-01T11:00:00Z", organizer_email="rep@acme.com"
+    )
+    now = dt.datetime(2029, 12, 1, tzinfo=dt.timezone.utc)
+    a = Meeting.build(**base, invitees=["a@x.com", "b@x.com"], now=now)
+    b = Meeting.build(  # same meeting: other zone, invitees reordered and in other case
+        **{**base, "start_time": "2030-01-01T11:00:00+01:00"},
+        invitees=["B@x.com", "a@x.com"],
+        now=now,
+        timezone="Europe/Paris",
+    )
+    c = Meeting.build(**base, invitees=["a@x.com", "b@x.com", "c@x.com"], now=now)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
