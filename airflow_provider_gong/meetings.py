@@ -259,7 +259,6 @@ class Meeting(BaseModel):
             body["externalId"] = self.external_id
         return body
 
-
     def fingerprint(self) -> str:
         """A digest of what Gong holds for this meeting, blind to presentation: times in UTC, emails
         lower-cased, invitees in any order. Equal fingerprints: nothing to update."""

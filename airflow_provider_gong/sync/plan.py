@@ -38,8 +38,6 @@ REASONS = {
     "recreate": "its meeting was deleted and the row is live again",
     "deleted": "its meeting was deleted",
     "past": "the meeting is already over: never created, updated or deleted",
-    "redo_update": "an earlier update was cut off; a PUT is safe to repeat",
-    "redo_delete": "an earlier delete was cut off; a DELETE is safe to repeat",
 }
 
 
@@ -108,8 +106,10 @@ def _sync_step(
     if status == PENDING and entry is not None and entry.action in (UPDATE, DELETE):
         if entry.error_kind is None and _age(entry, now) < lease_seconds:
             return Step(SKIP, "in_flight")
-        return Step(UPDATE if entry.action == UPDATE else DELETE, f"redo_{entry.action}")
-    if status == PENDING:
+        # A run died mid-PUT or mid-DELETE: the meeting exists in one version or the other (or is
+        # gone, and a DELETE then answers 404). Both calls are safe to repeat, so decide afresh.
+        status = CREATED
+    elif status == PENDING:
         return None
     if status == CREATED:
         assert entry is not None
@@ -136,9 +136,14 @@ def _sync_step(
     return None
 
 
-def plan_removed(entry: LedgerEntry, now: pendulum.DateTime | None = None) -> Step:
-    """A ledger row whose key left the source (mirror mode)."""
-    if entry.status != CREATED:
+def plan_removed(
+    entry: LedgerEntry, now: pendulum.DateTime | None = None, lease_seconds: float = 600.0
+) -> Step:
+    """A ledger row whose key left the source (mirror mode): its meeting is deleted."""
+    cut_off = entry.status == PENDING and entry.action in (UPDATE, DELETE)
+    if cut_off and entry.error_kind is None and _age(entry, now) < lease_seconds:
+        return Step(SKIP, "in_flight")
+    if entry.status != CREATED and not cut_off:
         return Step(SKIP, entry.status)
     if entry.end_time and _before_now(entry.end_time, now):
         return Step(SKIP, "past")

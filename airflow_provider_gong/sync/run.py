@@ -198,7 +198,7 @@ class BatchRun:
         if self.mode == MIRROR:
             for keys in self.removed_keys():
                 for key, entry in self.ledger.lookup(keys).items():
-                    step = plan_removed(entry)
+                    step = plan_removed(entry, lease_seconds=self.lease)
                     if step.action == DELETE:
                         self._delete(key, entry, entry.organizer_email)
                     elif step.reason == "past":
@@ -231,7 +231,7 @@ class BatchRun:
         if self.mode == MIRROR and self.ledger.exists():
             for keys in self.removed_keys():
                 for key, entry in self.ledger.lookup(keys).items():
-                    step = plan_removed(entry)
+                    step = plan_removed(entry, lease_seconds=self.lease)
                     note(step.action if step.action != SKIP else "past", key, step.reason)
         calls = counts[CREATE] + counts[UPDATE] + counts[DELETE] + 2 * counts[REPLACE]
         buckets = (CREATE, UPDATE, DELETE, REPLACE, "unchanged", "invalid", "pending", "past", "cancelled")

@@ -128,7 +128,8 @@ class SourceReader:
                 return
 
     def missing_keys(self, ledger_table: str, key_column: str, status_column: str) -> Iterator[list[str]]:
-        """Pages of ledger keys with a live meeting (status ``created``) whose row left the source.
+        """Pages of ledger keys that may hold a meeting (``created``, ``pending``) whose row left the
+        source; :func:`~airflow_provider_gong.sync.plan.plan_removed` decides what to do with each.
 
         An anti-join the database runs (``NOT EXISTS``), walked in keyset pages of the ledger's key, so
         memory stays bounded whatever the sizes of source and ledger. ``ledger_table`` and the column
@@ -138,7 +139,8 @@ class SourceReader:
         while True:
             after = "" if last is None else f" AND led.{key_column} > {self.ph}"
             sql = (
-                f"SELECT led.{key_column} FROM {ledger_table} led WHERE led.{status_column} = 'created'"
+                f"SELECT led.{key_column} FROM {ledger_table} led "
+                f"WHERE led.{status_column} IN ('created', 'pending')"
                 f"{after} AND NOT EXISTS (SELECT 1 FROM {self.source} "
                 f"WHERE {as_text(self.hook, self.key)} = led.{key_column}) "
                 f"ORDER BY led.{key_column} LIMIT {int(self.page_size)}"

@@ -234,3 +234,29 @@ def test_two_runs_at_once_update_and_delete_each_row_once(tmp_path, warehouse, s
     assert all(s["updated"] < 24 for s in summaries)  # the work really was shared
     statuses = Counter(r["status"] for r in ledger(warehouse).values())
     assert statuses == Counter({"created": 24, "deleted": 6})
+
+
+def test_a_run_killed_mid_put_is_finished_by_the_next_run(warehouse, fast_gong):
+    seed(warehouse, demo_rows(2, bad=False))
+    operator(warehouse, sync_mode="upsert").execute({})
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)).replace(microsecond=0)
+    sql(
+        warehouse,
+        f"UPDATE {warehouse['table']} SET start_time = ?, end_time = ? WHERE id = 1",
+        later.isoformat(),
+        (later + dt.timedelta(minutes=30)).isoformat(),
+    )
+    # What a worker killed between its claim and Gong's answer leaves behind, 20 minutes ago:
+    sql(
+        warehouse,
+        f"UPDATE {warehouse['ledger']} SET status = 'pending', action = 'update', "
+        "claimed_by = 'dead-worker', updated_at = ? WHERE row_key = '1'",
+        (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)).isoformat(),
+    )
+    mark = len(fast_gong.log)
+    summary = operator(warehouse, sync_mode="upsert").execute({})
+    assert summary["updated"] == 1 and gong_calls(fast_gong, mark) == Counter({"PUT": 1})
+    row = ledger(warehouse)["1"]
+    assert (
+        row["status"] == "created" and fast_gong.meetings[row["meeting_id"]]["startTime"] == later.isoformat()
+    )

@@ -274,16 +274,18 @@ _FACTS = RowFacts(fingerprint="fp-1", organizer_email="rep@acme.com")
         (replace(_LIVE, fingerprint=None), _FACTS, ("update", "no_fingerprint")),
         (replace(_LIVE, status="deleted"), _FACTS, ("create", "recreate")),
         (replace(_LIVE, status="deleted"), RowFacts(cancelled=True), ("skip", "deleted")),
+        # A run died mid-PUT / mid-DELETE: decided afresh (both calls are safe to repeat).
         (
             replace(_LIVE, status="pending", action="update", updated_at="2000-01-01T00:00:00+00:00"),
-            _FACTS,
-            ("update", "redo_update"),
+            RowFacts(fingerprint="fp-2", organizer_email="rep@acme.com"),
+            ("update", "changed"),
         ),
         (
             replace(_LIVE, status="pending", action="delete", updated_at="2000-01-01T00:00:00+00:00"),
-            _FACTS,
-            ("delete", "redo_delete"),
+            RowFacts(cancelled=True),
+            ("delete", "cancelled"),
         ),
+        (replace(_LIVE, status="pending", action="update"), _FACTS, ("skip", "in_flight")),
         (
             replace(_LIVE, status="pending", action="create", updated_at="2000-01-01T00:00:00+00:00"),
             _FACTS,
@@ -304,6 +306,11 @@ def test_removed_rows_are_deleted_unless_over_or_not_live():
     assert plan_removed(_LIVE).action == "delete"
     assert plan_removed(replace(_LIVE, end_time="2001-01-01T00:00:00+00:00")).reason == "past"
     assert plan_removed(replace(_LIVE, status="deleted")).action == "skip"
+    died_mid_delete = replace(
+        _LIVE, status="pending", action="delete", updated_at="2000-01-01T00:00:00+00:00"
+    )
+    assert plan_removed(died_mid_delete).action == "delete"
+    assert plan_removed(replace(died_mid_delete, action="create")).action == "skip"  # creates: reconcile
 
 
 def test_fingerprint_ignores_presentation_but_not_content():
