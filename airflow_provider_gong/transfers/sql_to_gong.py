@@ -34,11 +34,14 @@ __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
 
 
 class SqlToGongMeetingsOperator(BaseOperator):
-    """Create a Gong meeting for every row of a warehouse table, exactly once per row.
+    """Create a Gong meeting for every row of a warehouse table, exactly once per row; with
+    ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when a row
+    changed, DELETE when it is cancelled or, in mirror mode, gone).
 
-    Each row's outcome goes to a results ledger table in the same warehouse (created if absent, a
-    0.1.0 ledger is migrated): ``row_key, status (pending/created/failed), meeting_id, meeting_url,
-    request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by``. A row is
+    Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
+    older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
+    meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
+    fingerprint, organizer_email, end_time, action``. A row is
     sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
     runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
     rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
@@ -73,6 +76,14 @@ class SqlToGongMeetingsOperator(BaseOperator):
     :param claim_lease_seconds: a row claimed by another run less than this long ago, with no outcome
         yet, is that run's call in flight and is skipped quietly (``claimed_elsewhere``); older ones
         are reported as ``pending`` for reconciliation. Default 600.
+    :param sync_mode: "create" (default: only create), "upsert" (also update changed rows and delete
+        cancelled ones) or "mirror" (upsert, and delete meetings whose row left the source). Templated.
+    :param dry_run: compute and return the plan (counts, samples, Gong calls, quota share) without any
+        Gong call or ledger write (templated).
+    :param max_deletes: the most meetings one run may delete: a count (e.g. 25) or a fraction of the
+        ledger's live meetings (default 0.1). A run over it fails before any call; a source with no rows
+        never deletes (templated).
+    :param daily_quota: Gong calls per day, for the dry run's quota share (default 10,000).
     :param progress_every_rows: log progress every N rows ...
     :param progress_every_seconds: ... or every T seconds, whichever comes first.
     """
@@ -235,7 +246,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
             progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self.log.info(
                 "%s Gong meetings (%s mode) for %d rows of %s, ledger %s (pace %.2g calls/s, claims as %s)",
-                "Planning" if dry_run else "Syncing",
+                "Planning" if dry_run else ("Creating" if self.sync_mode == CREATE_ONLY else "Syncing"),
                 self.sync_mode,
                 progress.total,
                 self.table or "query",
