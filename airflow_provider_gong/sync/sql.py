@@ -71,7 +71,12 @@ def _bad_name(what: str, name: Any) -> str:
 def as_text(hook: DbApiHook, expr: str) -> str:
     """``expr`` cast to text, for comparing a source key with the ledger's text key in SQL. Matches
     :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys."""
-    if dialect(hook).startswith(("mysql", "mariadb")):
+    kind = dialect(hook)
+    if kind.startswith("sqlite"):
+        # SQLite compares an INTEGER column with text by numeric affinity, and the bare column keeps
+        # its index usable: a CAST would make the anti-join a full scan per ledger row (O(n^2)).
+        return expr
+    if kind.startswith(("mysql", "mariadb")):
         return f"CAST({expr} AS CHAR)"
     return f"CAST({expr} AS VARCHAR(255))"
 
