@@ -21,6 +21,8 @@ from airflow_provider_gong.exceptions import (
     GongError,
     GongLedgerError,
     GongMeetingMayExistError,
+    GongNotFoundError,
+    GongSyncGuardError,
     GongValidationError,
 )
 from airflow_provider_gong.hooks.gong import GongHook
@@ -188,6 +190,8 @@ class BatchRun:
         self.organizers: dict[str, dict[str, Any]] = {}
         self.duplicates: dict[str, int] = {}
         self._entries: dict[str, LedgerEntry] = {}  # the current page's ledger view
+        #: the most deletes this run may make (the guard's allowance); None: no limit
+        self.delete_budget: int | None = None
 
     # -- the pass ---------------------------------------------------------------------------------
 
@@ -481,6 +485,17 @@ class BatchRun:
             return
         try:
             answer = self.gong.update_meeting(str(entry.meeting_id), meeting)
+        except GongNotFoundError:
+            # Deleted in Gong behind our back: record it so, and the row (still live) is created anew.
+            log.warning(
+                "Row %s: Gong meeting %s no longer exists; it will be created again", key, entry.meeting_id
+            )
+            self._write(key, lambda: self.ledger.record_deleted(key), "deleted")
+            gone = self.ledger.get(key)
+            if gone is not None and gone.status == DELETED:
+                fresh, problem = self._refuse(meeting, None)
+                self._claim_and_create(key, gone, fresh, problem)
+            return
         except GongError as exc:
             self._revert(key, "update", exc)
             return
@@ -492,7 +507,14 @@ class BatchRun:
         )
         self.progress.updated += 1
 
-    def _delete(self, key: str, entry: LedgerEntry, organizer: Any) -> bool:
+    def _delete(self, key: str, entry: LedgerEntry, organizer: Any, *, counted: bool = True) -> bool:
+        """DELETE the row's meeting. ``counted``: a delete the guard answers for (not a replacement)."""
+        if counted and self.delete_budget is not None and self.progress.deleted >= self.delete_budget:
+            raise GongSyncGuardError(
+                f"this run has deleted {self.progress.deleted} meeting(s), the most max_deletes allows, and "
+                f"would delete more (row {key}): the source changed since the run's plan. Stopped; check "
+                "the source and run again."
+            )
         if not entry.meeting_id or not organizer:
             self.progress.failed += 1
             log.error("Row %s: cannot delete its meeting: the ledger has no meeting ID or organizer", key)
@@ -514,7 +536,7 @@ class BatchRun:
 
     def _replace(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
         """A new organizer: delete the meeting under the old one, then create it under the new one."""
-        if not self._delete(key, entry, entry.organizer_email):
+        if not self._delete(key, entry, entry.organizer_email, counted=False):
             return
         gone = self.ledger.get(key)
         if gone is None or gone.status != DELETED:

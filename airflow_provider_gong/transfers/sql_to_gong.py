@@ -167,8 +167,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
         deletes = plan["counts"][DELETE]
         if not deletes:
             return ""
-        limit = _max_deletes(self.max_deletes)
-        allowed = limit if isinstance(limit, int) else math.floor(limit * live)
+        limit = self.max_deletes
+        allowed = self._allowed_deletes(live)
         if source_rows == 0:
             return (
                 f"the source returned no rows, so this {self.sync_mode} run would delete all {deletes} live "
@@ -183,6 +183,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 "look at the plan with dry_run=True, then raise max_deletes for one run if it is right."
             )
         return ""
+
+    def _allowed_deletes(self, live: int) -> int:
+        limit = _max_deletes(self.max_deletes)
+        return limit if isinstance(limit, int) else math.floor(limit * live)
 
     def _report_plan(self, plan: dict[str, Any], guard: str) -> dict[str, Any]:
         calls = plan["gong_calls"]
@@ -269,11 +273,15 @@ class SqlToGongMeetingsOperator(BaseOperator):
             )
             if dry_run or self.sync_mode != CREATE_ONLY:
                 plan = self.batch.survey()
-                guard = self._guard(plan, ledger.count_live(), progress.total)
+                live = ledger.count_live()
+                guard = self._guard(plan, live, progress.total)
                 if dry_run:
                     return self._report_plan(plan, guard)
                 if guard:
                     raise GongSyncGuardError(guard)
+                # The plan passed the guard; the run itself may not delete more than it allows either
+                # (rows can change between the plan and the run).
+                self.batch.delete_budget = self._allowed_deletes(live) if progress.total else 0
             try:
                 self.batch.run()
             finally:

@@ -260,3 +260,39 @@ def test_a_run_killed_mid_put_is_finished_by_the_next_run(warehouse, fast_gong):
     assert (
         row["status"] == "created" and fast_gong.meetings[row["meeting_id"]]["startTime"] == later.isoformat()
     )
+
+
+def test_a_meeting_deleted_in_gong_is_created_again_when_its_row_changes(warehouse, fast_gong):
+    seed(warehouse, demo_rows(2, bad=False))
+    operator(warehouse, sync_mode="upsert").execute({})
+    old_id = ledger(warehouse)["1"]["meeting_id"]
+    del fast_gong.meetings[old_id]  # someone deleted it in Gong
+    sql(warehouse, f"UPDATE {warehouse['table']} SET title = ? WHERE id = 1", "Moved")
+    mark = len(fast_gong.log)
+    summary = operator(warehouse, sync_mode="upsert").execute({})
+    assert gong_calls(fast_gong, mark) == Counter({"PUT": 1, "POST": 1})  # PUT answered 404, then create
+    row = ledger(warehouse)["1"]
+    assert row["status"] == "created" and row["meeting_id"] != old_id and summary["created"] == 1
+    assert fast_gong.meetings[row["meeting_id"]]["title"] == "Moved"
+
+
+def test_the_run_never_deletes_more_than_the_guard_allowed_even_if_rows_change_after_the_plan(
+    warehouse, fast_gong, monkeypatch
+):
+    from airflow_provider_gong.sync.run import BatchRun
+
+    seed(warehouse, demo_rows(10, bad=False))
+    operator(warehouse, sync_mode="upsert").execute({})
+    sql(warehouse, f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id IN (1, 2, 3)")
+    real_survey = BatchRun.survey
+
+    def stale_survey(self, *args, **kwargs):  # the plan was made before the 3 cancellations landed
+        plan = real_survey(self, *args, **kwargs)
+        plan["counts"]["delete"] = 0
+        return plan
+
+    monkeypatch.setattr(BatchRun, "survey", stale_survey)
+    mark = len(fast_gong.log)
+    with pytest.raises(GongSyncGuardError, match="the most max_deletes allows"):
+        operator(warehouse, sync_mode="upsert", max_deletes=1).execute({})
+    assert gong_calls(fast_gong, mark) == Counter({"DELETE": 1})
