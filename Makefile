@@ -7,7 +7,7 @@ AIRFLOW_VERSION ?= 3.3.2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: install test lint demo standin clean
+.PHONY: install test lint demo standin bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: lint
 
 demo: install
 	$(PY) scripts/demo.py
+
+# Performance figures, measured side by side in one run (ratios; nothing asserts a timing). ~15 min.
+bench: install
+	$(PY) benchmarks/bench_per_call.py
+	$(PY) benchmarks/bench_pacing.py
+	$(PY) benchmarks/bench_dag_parse.py
+	$(PY) -u benchmarks/bench_warehouse.py $(BENCH_ARGS)
 
 standin: install
 	$(PY) -m airflow_provider_gong.testing --port 8765

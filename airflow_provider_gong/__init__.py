@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
+#: The Gong connection every operator uses by default (``GongHook.default_conn_name``). Declared here, not
+#: read from the hook, so that the operators a DAG file imports need not load the hook (requests,
+#: pydantic) just to fill in a default argument; a test keeps the two equal.
+DEFAULT_CONN_ID = "gong_default"
 
-__all__ = ["__version__", "get_provider_info"]
+__all__ = ["DEFAULT_CONN_ID", "__version__", "get_provider_info"]
 
 
 def get_provider_info() -> dict[str, Any]:

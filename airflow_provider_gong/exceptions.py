@@ -230,6 +230,12 @@ class GongSyncGuardError(GongPermanentError):
     empty source). Raised before any Gong call; nothing was changed."""
 
 
+class GongBatchStoppedError(GongError):
+    """The batch was asked to stop (Airflow's SIGTERM calls ``on_kill``). It stopped between two rows,
+    wrote every outcome it had and handed back the rows it had claimed but not sent; a retry goes on
+    where it stopped."""
+
+
 class GongLedgerError(GongError):
     """The batch could not write a row's outcome to the ledger, even after retries. The message
     names the row and what to write by hand (for a created row: its meeting ID and URL)."""

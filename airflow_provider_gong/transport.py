@@ -5,7 +5,8 @@ answer one byte every few seconds keeps a task busy forever. :class:`DeadlineAda
 socket of the call in flight, and a timer shuts that socket down when the call's deadline passes; the
 blocked read then fails at once and the hook reports the call as timed out (for a create: outcome
 unknown). The watchdog only ever touches the socket of the call that armed it, and one watchdog
-thread serves every call in the process (arming costs a heap push, not a thread).
+thread serves every call in the process (arming costs a heap push, not a thread, and normally does
+not even wake that thread).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import socket
 import threading
 import time
@@ -97,33 +99,51 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _Watchdog:
-    """One daemon thread that fires the calls whose deadline passed."""
+    """One daemon thread that fires the calls whose deadline passed.
+
+    Arming a call wakes the thread only when the new deadline comes before the moment the thread
+    already means to wake (``_wake_at``): waking it on every call cost a GIL hand-over and two
+    context switches per call, more than the rest of the deadline machinery. With one deadline for
+    all the calls of a hook, that is the first call after an idle spell. Finished calls are dropped
+    from the top of the heap as new ones are armed, so a steady stream of calls does not pile up
+    until the earliest deadline comes round.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Call]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread looks at the heap next without being notified
 
     def arm(self, seconds: float, call: _Call) -> None:
+        due = time.monotonic() + seconds
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._order), call))
+            heap = self._heap
+            while heap and heap[0][2].done:
+                heapq.heappop(heap)  # finished in time: drop it
+            heapq.heappush(heap, (due, next(self._order), call))
             if self._thread is None or not self._thread.is_alive():
+                self._wake_at = math.inf
                 self._thread = threading.Thread(target=self._loop, name="gong-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif due < self._wake_at:
+                self._cond.notify()
 
     def _loop(self) -> None:
         with self._cond:
             while True:
                 while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)  # finished in time: drop it
+                    heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wake_at = math.inf
                     self._cond.wait()
                     continue
-                due = self._heap[0][0] - time.monotonic()
-                if due > 0:
-                    self._cond.wait(due)
+                due_at = self._heap[0][0]
+                now = time.monotonic()
+                if due_at > now:
+                    self._wake_at = due_at
+                    self._cond.wait(due_at - now)
                     continue
                 _, _, call = heapq.heappop(self._heap)
                 call.fire()
@@ -149,7 +169,9 @@ class DeadlineAdapter(HTTPAdapter):
     def deadline(seconds: float) -> Iterator[None]:
         """Bound the HTTP call made inside this block to ``seconds`` in total.
 
-        :raises DeadlineExceeded: when the deadline fired and the call failed because of it.
+        :raises DeadlineExceeded: when the deadline fired, whether the call failed because of it or
+            seemed to succeed: a socket shut down inside the header block reads as the end of the
+            headers, and http.client then hands back an "answer" with no body.
         """
         call = _Call()
         _local.call = call
@@ -163,4 +185,7 @@ class DeadlineAdapter(HTTPAdapter):
         finally:
             with call.lock:
                 call.done = True
+                fired = call.fired
             _local.call = None
+        if fired:
+            raise DeadlineExceeded(f"no complete answer within {seconds:g} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ import urllib3.exceptions
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from tenacity import Retrying
 
 from airflow_provider_gong import __version__
 from airflow_provider_gong.exceptions import (
@@ -207,6 +209,8 @@ class GongHook(BaseHook):
         }
         # Injectable for tests: retries sleep through this (pacing has its own clock/sleep).
         self.sleep = time.sleep
+        # Retry policies by (max_attempts, max_retry_wait), built on first use (see _policy).
+        self._policies: dict[tuple[int, float], Retrying] = {}
 
     # -- configuration --------------------------------------------------------------------------
 
@@ -251,6 +255,7 @@ class GongHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        """One keep-alive session per hook, with the environment read once (see ``_pin_environment``)."""
         authorization = self.settings.authorization()
         # Mask the derived value too: base64(key:secret) is as good as the secret itself.
         mask_secret(authorization.split(" ", 1)[1])
@@ -265,6 +270,7 @@ class GongHook(BaseHook):
                 "User-Agent": f"airflow-provider-gong/{__version__}",
             }
         )
+        _pin_environment(session, self.base_url)
         return session
 
     @cached_property
@@ -315,12 +321,26 @@ class GongHook(BaseHook):
             connection that never opened.
         :raises GongError: a typed subclass for every failure.
         """
-        policy = retrying(
-            max_attempts=max_attempts or self.settings.max_attempts,
-            max_wait=self.settings.max_retry_wait,
-            sleep=self.sleep,
-        )
+        policy = self._policy(max_attempts or self.settings.max_attempts)
         return policy(self._send_once, method.upper(), path, json, params, idempotent)
+
+    def _policy(self, max_attempts: int) -> Retrying:
+        """The retry policy for ``max_attempts``, built once per hook instead of once per call.
+
+        Sharing one ``Retrying`` is safe: tenacity keeps each call's state in a ``RetryCallState`` of
+        its own and its statistics in thread-local storage, so calls from many threads do not mix.
+        Keyed by the settings it is built from, so it can never disagree with them.
+        """
+        key = (max_attempts, self.settings.max_retry_wait)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = retrying(max_attempts=key[0], max_wait=key[1], sleep=self._sleep)
+            self._policies[key] = policy
+        return policy
+
+    def _sleep(self, seconds: float) -> None:
+        # Looked up at every wait, not when the policy is built: ``sleep`` may be swapped at any time.
+        self.sleep(seconds)
 
     def _send_once(
         self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
@@ -353,8 +373,10 @@ class GongHook(BaseHook):
         except GongError:
             raise
         except Exception as exc:
+            self._forget_connections()
             raise self._transport_error(exc, operation, idempotent) from None
         if body is None:
+            self._forget_connections()
             message = (
                 f"{operation} answered HTTP {response.status_code} with a body that is not JSON; "
                 f"{self.base_url} is probably not Gong's API (check the connection's host)"
@@ -363,6 +385,16 @@ class GongHook(BaseHook):
                 raise GongError(message, status=response.status_code)
             raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)
         return body
+
+    def _forget_connections(self) -> None:
+        """Drop the pooled connections after an answer the hook could not use.
+
+        Whatever broke the answer (a proxy, a half-closed socket) may be about to close the connection
+        too; a create sent on it next could fail before Gong reads it and would then have to be
+        reported as "may exist". A fresh connection costs one handshake, only after a failure.
+        """
+        for adapter in self.session.adapters.values():
+            adapter.close()
 
     def _transport_error(self, exc: Exception, operation: str, idempotent: bool) -> GongError:
         """Classify a failure without an HTTP answer by what Gong may have seen.
@@ -440,11 +472,13 @@ class GongHook(BaseHook):
         except GongError:
             raise
         except Exception as exc:
+            self._forget_connections()
             raise GongMeetingMayExistError(
                 f"POST /v2/meetings failed after it may have reached Gong ({type(exc).__name__}: {exc}); "
                 "the meeting may exist."
             ).redact(self.redact) from None
         if result is None:
+            self._forget_connections()
             raise GongMeetingMayExistError(
                 "POST /v2/meetings answered 2xx without a usable meetingId; the meeting may exist.",
                 request_id=body.get("requestId") if isinstance(body, dict) else None,
@@ -503,6 +537,25 @@ class GongHook(BaseHook):
             return self.redact(text)
         except Exception:  # the settings themselves are broken: the text cannot hold a working secret
             return text
+
+
+def _pin_environment(session: requests.Session, base_url: str) -> None:
+    """Read once the proxy, CA bundle and netrc settings that requests reads on every call.
+
+    With ``trust_env`` on, every ``Session.request`` scans the whole environment twice for proxies and
+    stats the netrc files (~0.1 ms: more than everything else the hook adds to a call). Every call of
+    this session goes to one host, so the answer cannot differ between calls: it is read here the way
+    requests reads it (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` matches the
+    Gong host; ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, as the verify path), and the per-call
+    scanning is switched off. A netrc entry is not used: with ``trust_env`` requests would let one
+    replace the connection's Authorization header, and the Airflow connection is the one source of
+    credentials. A changed environment reaches the next session (after :meth:`GongHook.close`).
+    Gong's API does not redirect; if it ever sent a call to another host, that call would use these
+    settings too.
+    """
+    session.proxies = dict(requests.utils.get_environ_proxies(base_url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
 
 
 def _meeting_id(value: str | int) -> str:

@@ -1,5 +1,10 @@
 """Operators for single Gong meetings (create, update, delete, integration status). They validate
-input and delegate every call to GongHook."""
+input and delegate every call to GongHook.
+
+DAG files import this module on every parse, so it imports only what a DAG needs to build the
+operators; the hook (requests), the meeting model and its rules (pydantic, email-validator) are imported
+in ``execute``, where they are used (tests/unit/test_lazy_imports.py keeps it that way).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gong import DEFAULT_CONN_ID
 from airflow_provider_gong.exceptions import (
     GongError,
     GongMeetingMayExistError,
     GongPermanentError,
     GongValidationError,
 )
-from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
-from airflow_provider_gong.meetings import Meeting, MeetingResult
-from airflow_provider_gong.rules import MeetingLimits, normalise_email, shown
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_gong.meetings import MeetingResult
+    from airflow_provider_gong.rules import MeetingLimits
 
 MEETING_ID_KEY = "meeting_id"
 #: task_state_store key: {"state": "sending"|"created", "at": ..., "try_number": ..., "result": {...}}
@@ -107,7 +113,7 @@ class GongCreateMeetingOperator(BaseOperator):
         external_id: str | None = None,
         timezone: str = "UTC",
         limits: MeetingLimits | dict[str, Any] | None = None,
-        gong_conn_id: str = GongHook.default_conn_name,
+        gong_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +139,9 @@ class GongCreateMeetingOperator(BaseOperator):
             raise
 
     def _create(self, ti: Any, store: Any) -> dict[str, Any]:
+        from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.meetings import Meeting
+
         if store is None:
             self.log.warning(
                 "This Airflow has no task_state_store (added in 3.3): a retry after a worker dies "
@@ -207,6 +216,8 @@ class GongCreateMeetingOperator(BaseOperator):
 
     def _resume(self, previous: dict[str, Any]) -> MeetingResult:
         """What an earlier try of this task instance left behind."""
+        from airflow_provider_gong.meetings import MeetingResult
+
         result = MeetingResult.from_response(_camel(previous.get("result")))
         if previous.get("state") == "created" and result is not None:
             self.log.info(
@@ -287,7 +298,7 @@ class GongUpdateMeetingOperator(BaseOperator):
         external_id: str | None = None,
         timezone: str = "UTC",
         limits: MeetingLimits | dict[str, Any] | None = None,
-        gong_conn_id: str = GongHook.default_conn_name,
+        gong_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -303,6 +314,9 @@ class GongUpdateMeetingOperator(BaseOperator):
         self.gong_conn_id = gong_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.meetings import Meeting
+
         meeting = Meeting.build(
             start_time=self.start_time,
             end_time=self.end_time,
@@ -340,7 +354,7 @@ class GongDeleteMeetingOperator(BaseOperator):
         *,
         meeting_id: str | int,
         organizer_email: str,
-        gong_conn_id: str = GongHook.default_conn_name,
+        gong_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -349,6 +363,9 @@ class GongDeleteMeetingOperator(BaseOperator):
         self.gong_conn_id = gong_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.rules import normalise_email
+
         try:
             organizer = normalise_email(self.organizer_email, "organizer_email")
         except ValueError as exc:
@@ -383,7 +400,7 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
         *,
         emails: Any,
         fail_on_invalid: bool = False,
-        gong_conn_id: str = GongHook.default_conn_name,
+        gong_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -392,6 +409,9 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
         self.gong_conn_id = gong_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.rules import normalise_email, shown
+
         raw = self.emails
         if isinstance(raw, str):
             raw = [part for part in re.split(r"[,;\s]+", raw) if part]

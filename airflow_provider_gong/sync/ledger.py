@@ -9,10 +9,14 @@ Every write to a row happens under a **claim**: an atomic state change only one 
 - the winner is told by the rowcount, or, where a driver reports none, by reading back its own claim
   token (``claimed_by``).
 
-A claim is committed before Gong is called, so whatever happens next, at most the claimed row is
+A claim is committed before Gong is called, so whatever happens next, at most the claimed rows are
 left ``pending`` ("outcome unknown"), and nothing re-sends a pending row on its own. Outcomes are
 written under the same token. Failed writes are retried; a write that still fails raises
 :class:`LedgerWriteError`, and the caller reports what it was about to write.
+
+The batch claims windows of rows in one statement (:meth:`ResultsLedger.claim_many`) and writes a
+window's outcomes in one statement (:meth:`ResultsLedger.record_many`), on the ledger's own thread,
+while it calls Gong (see ``sync/pipeline.py``); the single-row methods remain for everything else.
 
 Plain DB-API with the hook's placeholder and identifier quoting, so it runs on any common-sql
 connection that reports rowcount (or lets a row be read back).
@@ -21,10 +25,13 @@ connection that reports rowcount (or lets a row be read back).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 PENDING, CREATED, FAILED, DELETED = "pending", "created", "failed", "deleted"
 PERMANENT, TRANSIENT, UNKNOWN = "permanent", "transient", "unknown"
@@ -82,6 +90,7 @@ _ENTRY_COLUMNS = (
     "fingerprint",
     "end_time",
     "action",
+    "error",
 )
 
 
@@ -117,6 +126,79 @@ class LedgerEntry:
     fingerprint: str | None = None
     end_time: str | None = None
     action: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """A claim the batch will ask for: ``key``, last seen as ``entry``, for one attempt of ``action``."""
+
+    key: str
+    entry: LedgerEntry | None
+    action: str
+
+    @property
+    def attempts(self) -> int:
+        """The attempt count the row carries once claimed."""
+        return (self.entry.attempts if self.entry else 0) + 1
+
+
+# -- outcomes: the values each kind of result writes (under the row's claim) -----------------------
+
+
+def created_values(result: MeetingResult, state: MeetingState | None = None) -> dict[str, Any]:
+    return {
+        "status": CREATED,
+        "meeting_id": result.meeting_id,
+        "meeting_url": result.meeting_url,
+        "request_id": result.request_id,
+        "additional_invitees": json.dumps(result.additional_invitees),
+        "error": None,
+        "error_kind": None,
+        "action": None,
+        **(state.columns() if state else {}),
+    }
+
+
+def updated_values(state: MeetingState, request_id: str | None) -> dict[str, Any]:
+    """Gong accepted the new version (PUT): the row is ``created`` with the new fingerprint."""
+    values = {"status": CREATED, "error": None, "error_kind": None, "action": None}
+    return {**values, "request_id": request_id, **state.columns()}
+
+
+def deleted_values() -> dict[str, Any]:
+    return {"status": DELETED, "error": None, "error_kind": None, "action": None}
+
+
+def reverted_values(error: str, kind: str) -> dict[str, Any]:
+    """An update or delete did not happen (or may not have): the row is ``created`` again as it was,
+    with the error, so the next run tries again (PUT and DELETE are safe to repeat)."""
+    return {"status": CREATED, "error": error, "error_kind": kind, "action": None}
+
+
+def failed_values(error: str, kind: str) -> dict[str, Any]:
+    return {"status": FAILED, "error": error, "error_kind": kind}
+
+
+def unknown_values(error: str, request_id: str | None) -> dict[str, Any]:
+    """Leave the row pending but say why: the create may have happened."""
+    return {"status": PENDING, "error": error, "error_kind": UNKNOWN, "request_id": request_id}
+
+
+def _in_worker(method: F) -> F:
+    """Run the method on the ledger's own thread (and wait for it).
+
+    The connection is made and used only there: some drivers (sqlite3) refuse a connection from another
+    thread, and one thread also lets the batch hand writes over and go on calling Gong meanwhile.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: ResultsLedger, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is self._thread:
+            return method(self, *args, **kwargs)
+        return self._worker.submit(method, self, *args, **kwargs).result()
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ResultsLedger:
@@ -144,14 +226,26 @@ class ResultsLedger:
         self._write_attempts = write_attempts
         self._sleep = sleep
         self._known: set[str] | None = None  # the table's columns, once read
-        self.conn: Any = hook.get_conn()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gong-ledger")
+        self._thread: threading.Thread = self._worker.submit(threading.current_thread).result()
+        self.conn: Any = self._worker.submit(hook.get_conn).result()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(*args)`` on the ledger's thread; steps run one at a time, in the order queued."""
+        return self._worker.submit(fn, *args)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        def close_conn() -> None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+
+        with contextlib.suppress(RuntimeError):  # already shut down
+            self._worker.submit(close_conn).result()
+        self._worker.shutdown(wait=True)
 
     # -- schema -----------------------------------------------------------------------------------
 
+    @_in_worker
     def ensure_table(self) -> None:
         """Create the table if absent and migrate a 0.1.0 table; safe when runners race to do it."""
         c = self._cols
@@ -183,7 +277,7 @@ class ResultsLedger:
             )
         if "claimed_by" in missing:  # a 0.1.0 ledger: its ID/URL columns were too narrow
             self._widen()
-        self._known = self._columns()
+        self._known = columns | set(missing)  # no need to read it again: a round trip saved
 
     def _widen(self) -> None:
         kind = dialect(self.hook)
@@ -217,6 +311,7 @@ class ResultsLedger:
 
     # -- reads ------------------------------------------------------------------------------------
 
+    @_in_worker
     def lookup(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The entries of these keys (one query; callers pass one page of keys)."""
         if not keys:
@@ -242,9 +337,11 @@ class ResultsLedger:
             entries[key] = LedgerEntry(**values)
         return entries
 
+    @_in_worker
     def exists(self) -> bool:
         return self._columns() is not None
 
+    @_in_worker
     def count_live(self) -> int:
         """Rows with a live meeting (status ``created``); 0 when there is no ledger yet."""
         if not self.exists():
@@ -255,6 +352,7 @@ class ResultsLedger:
     def get(self, key: str) -> LedgerEntry | None:
         return self.lookup([key]).get(key)
 
+    @_in_worker
     def read_all(self) -> list[dict[str, Any]]:
         """The whole ledger, for reports and tests (not used by the batch itself)."""
         cols = ", ".join(self._cols[c] for c in COLUMNS)
@@ -263,6 +361,7 @@ class ResultsLedger:
 
     # -- claims -----------------------------------------------------------------------------------
 
+    @_in_worker
     def claim(self, key: str, entry: LedgerEntry | None, action: str = "create") -> bool:
         """Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
         runner won and the claim is committed; False: another runner changed the row first."""
@@ -315,43 +414,24 @@ class ResultsLedger:
     def record_created(self, key: str, result: MeetingResult, state: MeetingState | None = None) -> bool:
         """Write a created meeting under this runner's claim. False when the row is no longer this
         runner's (someone reconciled it by hand meanwhile)."""
-        return self._record(
-            key,
-            {
-                "status": CREATED,
-                "meeting_id": result.meeting_id,
-                "meeting_url": result.meeting_url,
-                "request_id": result.request_id,
-                "additional_invitees": json.dumps(result.additional_invitees),
-                "error": None,
-                "error_kind": None,
-                "action": None,
-                **(state.columns() if state else {}),
-            },
-        )
+        return self._record(key, created_values(result, state))
 
     def record_updated(self, key: str, state: MeetingState, request_id: str | None) -> bool:
-        """Gong accepted the new version (PUT): the row is ``created`` with the new fingerprint."""
-        values = {"status": CREATED, "error": None, "error_kind": None, "action": None}
-        return self._record(key, {**values, "request_id": request_id, **state.columns()})
+        return self._record(key, updated_values(state, request_id))
 
     def record_deleted(self, key: str) -> bool:
-        return self._record(key, {"status": DELETED, "error": None, "error_kind": None, "action": None})
+        return self._record(key, deleted_values())
 
     def record_reverted(self, key: str, error: str, kind: str) -> bool:
-        """An update or delete did not happen (or may not have): the row is ``created`` again as it was,
-        with the error, so the next run tries again (PUT and DELETE are safe to repeat)."""
-        return self._record(key, {"status": CREATED, "error": error, "error_kind": kind, "action": None})
+        return self._record(key, reverted_values(error, kind))
 
     def record_failed(self, key: str, error: str, kind: str) -> bool:
-        return self._record(key, {"status": FAILED, "error": error, "error_kind": kind})
+        return self._record(key, failed_values(error, kind))
 
     def record_unknown(self, key: str, error: str, request_id: str | None) -> bool:
-        """Leave the row pending but say why: the create may have happened."""
-        return self._record(
-            key, {"status": PENDING, "error": error, "error_kind": UNKNOWN, "request_id": request_id}
-        )
+        return self._record(key, unknown_values(error, request_id))
 
+    @_in_worker
     def _record(self, key: str, values: dict[str, Any]) -> bool:
         c = self._cols
         values = {**values, "updated_at": _now()}
@@ -366,6 +446,147 @@ class ResultsLedger:
             return rowcount != 0
 
         return self._retry(once)
+
+    # -- windows: many rows per statement (see sync/pipeline.py) ----------------------------------------
+
+    @_in_worker
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
+        """Claim a window of rows in one transaction: one INSERT for the new keys, one conditional
+        UPDATE for the rest. Which rows were won is told by the rowcount, or by reading the tokens
+        back. When the window cannot go through whole (a key another runner inserted first, a lock),
+        it is rolled back and each row is claimed on its own, as :meth:`claim` does."""
+        if not requests:
+            return {}
+        try:
+            return self._claim_window(requests)
+        except Exception as exc:
+            self._rollback()
+            log.debug("Ledger %s: window claim fell back to row claims: %s", self.table_name, exc)
+        current = self.lookup([r.key for r in requests])  # retried inside
+        won = {}
+        for request in requests:
+            now = current.get(request.key)
+            if now is not None and self._is_mine(now, request.attempts):
+                won[request.key] = True  # our window's commit landed before its error
+            else:
+                won[request.key] = self.claim(request.key, request.entry, request.action)
+        return won
+
+    def _claim_window(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
+        c, ph, now = self._cols, self.ph, _now()
+        new = [r for r in requests if r.entry is None]
+        old = [r for r in requests if r.entry is not None]
+        won: dict[str, bool] = {}
+        if new:
+            names = ("row_key", "status", "attempts", "claimed_by", "updated_at", "action")
+            marks = "(" + ", ".join([ph] * len(names)) + ")"
+            params = [v for r in new for v in (r.key, PENDING, 1, self.owner, now, r.action)]
+            execute(
+                self.conn,
+                f"INSERT INTO {self.table} ({', '.join(c[n] for n in names)}) "
+                f"VALUES {', '.join([marks] * len(new))}",
+                tuple(params),
+            )
+            won.update((r.key, True) for r in new)
+        rowcount = 0
+        if old:
+            cases = " ".join(f"WHEN {ph} THEN {ph}" for _ in old)
+            matches = " OR ".join(
+                f"({c['row_key']} = {ph} AND {c['status']} = {ph} AND {c['attempts']} = {ph})" for _ in old
+            )
+            sql = (
+                f"UPDATE {self.table} SET {c['status']} = {ph}, {c['error']} = NULL, "
+                f"{c['error_kind']} = NULL, {c['attempts']} = {c['attempts']} + 1, "
+                f"{c['claimed_by']} = {ph}, {c['updated_at']} = {ph}, "
+                f"{c['action']} = CASE {c['row_key']} {cases} END "
+                f"WHERE {c['row_key']} IN ({', '.join([ph] * len(old))}) AND ({matches})"
+            )
+            params = [PENDING, self.owner, now]
+            params += [v for r in old for v in (r.key, r.action)]
+            params += [r.key for r in old]
+            params += [v for r in old for v in (r.key, r.entry.status, r.entry.attempts)]  # type: ignore[union-attr]
+            _, _, rowcount = execute(self.conn, sql, tuple(params))
+        self.conn.commit()
+        if old and rowcount == len(old):
+            won.update((r.key, True) for r in old)
+        elif old:  # some lost, or the driver does not say: read the tokens back
+            current = self.lookup([r.key for r in old])
+            for r in old:
+                now_entry = current.get(r.key)
+                won[r.key] = now_entry is not None and self._is_mine(now_entry, r.attempts)
+        return won
+
+    @_in_worker
+    def record_many(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Write many rows' outcomes in one UPDATE (a CASE per column), each under this runner's claim.
+        Returns the keys that were *not* written (no longer this runner's)."""
+        if not outcomes:
+            return set()
+        if len(outcomes) == 1:
+            key, values = outcomes[0]
+            return set() if self._record(key, values) else {key}
+        c, ph = self._cols, self.ph
+        keys = [key for key, _ in outcomes]
+        names = [n for n in COLUMNS if any(n in values for _, values in outcomes)]
+        sets, params = [], []
+        for name in names:
+            rows = [(key, values[name]) for key, values in outcomes if name in values]
+            sets.append(
+                f"{c[name]} = CASE {c['row_key']} "
+                + " ".join(f"WHEN {ph} THEN {ph}" for _ in rows)
+                + f" ELSE {c[name]} END"
+            )
+            params += [v for row in rows for v in row]
+        sets.append(f"{c['updated_at']} = {ph}")
+        params.append(_now())
+        sql = (
+            f"UPDATE {self.table} SET {', '.join(sets)} "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))}) AND {c['claimed_by']} = {ph}"
+        )
+        params += [*keys, self.owner]
+        owned_sql = (
+            f"SELECT {c['row_key']} FROM {self.table} "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))}) AND {c['claimed_by']} = {ph}"
+        )
+
+        def once() -> set[str]:
+            _, _, rowcount = execute(self.conn, sql, tuple(params))
+            self.conn.commit()
+            if rowcount == len(keys):
+                return set()
+            owned = {str(row[0]) for row in self._read(owned_sql, (*keys, self.owner))}
+            return set(keys) - owned
+
+        return self._retry(once)
+
+    @_in_worker
+    def release(self, requests: Sequence[ClaimRequest]) -> None:
+        """Undo claims this runner won but never acted on (the run stopped first): a new key's row goes
+        away, an existing row gets back the status and error it had. Nothing was sent for these rows,
+        so they are safe to hand back; the attempt counter stays raised, which only makes it monotonic."""
+        c, ph = self._cols, self.ph
+        mine = f"{c['row_key']} = {ph} AND {c['claimed_by']} = {ph} AND {c['status']} = {ph}"
+
+        def once() -> None:
+            for r in requests:
+                if r.entry is None:
+                    execute(self.conn, f"DELETE FROM {self.table} WHERE {mine}", (r.key, self.owner, PENDING))
+                else:
+                    values = {
+                        "status": r.entry.status,
+                        "error": r.entry.error,
+                        "error_kind": r.entry.error_kind,
+                        "action": r.entry.action,
+                    }
+                    execute(
+                        self.conn,
+                        f"UPDATE {self.table} SET {self._assignments(values)} WHERE {mine}",
+                        (*values.values(), r.key, self.owner, PENDING),
+                    )
+            self.conn.commit()
+
+        if requests:
+            self._retry(once)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

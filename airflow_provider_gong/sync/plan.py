@@ -18,6 +18,19 @@ CREATE, UPDATE, DELETE, REPLACE, SKIP = "create", "update", "delete", "replace",
 CREATE_ONLY, UPSERT, MIRROR = "create", "upsert", "mirror"
 SYNC_MODES = (CREATE_ONLY, UPSERT, MIRROR)
 
+#: meeting field -> source column. ``key`` identifies the row in the ledger.
+DEFAULT_COLUMNS: dict[str, str] = {
+    "key": "id",
+    "start_time": "start_time",
+    "end_time": "end_time",
+    "title": "title",
+    "organizer_email": "organizer_email",
+    "invitees": "invitees",
+    "external_id": "external_id",
+    "cancelled": "cancelled",  # optional; read in upsert and mirror modes
+}
+REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitees")
+
 #: reason -> what it means, for logs and the README's table
 REASONS = {
     "new": "no ledger entry yet",

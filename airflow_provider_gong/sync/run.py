@@ -1,14 +1,17 @@
-"""Run: source -> plan -> claim -> call -> record, one row at a time, at the hook's pace.
+"""Run: source -> plan -> claim -> call -> record, row by row, at the hook's pace.
 
 The order is the guarantee. A row is sent only by the runner whose claim on it won, and only after
 that claim is committed; the outcome is logged the moment Gong answers (so a meeting ID survives any
 later failure) and then written under the same claim. A create whose answer may have been lost stays
-``pending`` for a person to reconcile.
+``pending`` for a person to reconcile. Claims and outcomes travel in windows through
+:class:`~airflow_provider_gong.sync.pipeline.LedgerPipeline`, so the warehouse's round trips overlap
+the calls instead of adding to them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -18,8 +21,8 @@ from typing import Any
 import pendulum
 
 from airflow_provider_gong.exceptions import (
+    GongBatchStoppedError,
     GongError,
-    GongLedgerError,
     GongMeetingMayExistError,
     GongNotFoundError,
     GongSyncGuardError,
@@ -32,11 +35,18 @@ from airflow_provider_gong.sync.ledger import (
     DELETED,
     PERMANENT,
     TRANSIENT,
+    ClaimRequest,
     LedgerEntry,
-    LedgerWriteError,
     MeetingState,
     ResultsLedger,
+    created_values,
+    deleted_values,
+    failed_values,
+    reverted_values,
+    unknown_values,
+    updated_values,
 )
+from airflow_provider_gong.sync.pipeline import LedgerPipeline
 from airflow_provider_gong.sync.plan import (
     CREATE,
     CREATE_ONLY,
@@ -44,6 +54,7 @@ from airflow_provider_gong.sync.plan import (
     MIRROR,
     REASONS,
     REPLACE,
+    REQUIRED_COLUMNS,
     SKIP,
     UPDATE,
     RowFacts,
@@ -55,17 +66,6 @@ from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader, norm
 
 log = logging.getLogger(__name__)
 
-#: meeting field -> source column. ``key`` identifies the row in the ledger.
-DEFAULT_COLUMNS: dict[str, str] = {
-    "key": "id",
-    "start_time": "start_time",
-    "end_time": "end_time",
-    "title": "title",
-    "organizer_email": "organizer_email",
-    "invitees": "invitees",
-    "external_id": "external_id",
-    "cancelled": "cancelled",  # optional; read in upsert and mirror modes
-}
 #: skip reasons -> the dry run's buckets
 _SKIP_BUCKETS = {
     "unchanged": "unchanged",
@@ -76,7 +76,6 @@ _SKIP_BUCKETS = {
 }
 #: values of the ``cancelled`` column that mean "cancelled" (compared case-insensitively)
 CANCELLED_VALUES = frozenset({"true", "t", "1", "yes", "y", "cancelled", "canceled"})
-REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitees")
 # Gong refused the meeting itself: retrying the same row cannot help.
 _ROW_STATUSES = (400, 404, 409)
 
@@ -175,6 +174,7 @@ class BatchRun:
         progress: BatchProgress,
         claim_lease_seconds: float = 600.0,
         mode: str = CREATE_ONLY,
+        claim_window: int | None = None,
     ) -> None:
         self.source = source
         self.ledger = ledger
@@ -192,21 +192,56 @@ class BatchRun:
         self._entries: dict[str, LedgerEntry] = {}  # the current page's ledger view
         #: the most deletes this run may make (the guard's allowance); None: no limit
         self.delete_budget: int | None = None
+        self.pipe = LedgerPipeline(ledger, claim_window, rate=gong.settings.rate_limit_per_second)
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the run to stop before its next row (safe from a signal handler or another thread)."""
+        self._stopping.set()
+
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise GongBatchStoppedError(
+                f"the batch was asked to stop (SIGTERM) after {self.progress.seen} row(s); every outcome so "
+                "far is in the ledger and rows claimed but not sent were handed back. A retry goes on from "
+                "there."
+            )
 
     # -- the pass ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self._report_key_problems()
-        for names, rows in self.source.pages():
-            self._run_page(names, rows)
-        if self.mode == MIRROR:
-            for keys in self.removed_keys():
-                for key, entry in self.ledger.lookup(keys).items():
-                    step = plan_removed(entry, lease_seconds=self.lease)
-                    if step.action == DELETE:
-                        self._delete(key, entry, entry.organizer_email)
-                    elif step.reason == "past":
-                        self.progress.skipped_past += 1
+        try:
+            self._report_key_problems()
+            for names, rows in self.source.pages():
+                self._run_page(names, rows)
+            if self.mode == MIRROR:
+                for keys in self.removed_keys():
+                    self._run_removed(self.ledger.lookup(keys))
+        except BaseException:
+            self.pipe.abandon()  # outcomes written, unused claims handed back; the error stands
+            raise
+        self.pipe.finish()
+
+    def _run_removed(self, entries: dict[str, LedgerEntry]) -> None:
+        steps = {key: plan_removed(entry, lease_seconds=self.lease) for key, entry in entries.items()}
+        budget = self._deletes_left()
+        ahead = []
+        for key, step in steps.items():
+            if step.action == DELETE and entries[key].meeting_id and entries[key].organizer_email:
+                if budget is not None and len(ahead) >= budget:
+                    break
+                ahead.append(ClaimRequest(key, entries[key], DELETE))
+        self.pipe.expect(ahead)
+        for key, step in steps.items():
+            self._check_stop()
+            if step.action == DELETE:
+                self._delete(key, entries[key], entries[key].organizer_email)
+            elif step.reason == "past":
+                self.progress.skipped_past += 1
+        self.pipe.finish()
+
+    def _deletes_left(self) -> int | None:
+        return None if self.delete_budget is None else max(self.delete_budget - self.progress.deleted, 0)
 
     def survey(self, sample: int = 5) -> dict[str, Any]:
         """The plan of this run without acting on it: how many rows each action would touch, the first
@@ -312,13 +347,44 @@ class BatchRun:
         if self.preflight:
             due = [r for r in records if self._sendable(r, entries)]
             self._check_organizers(due)
+        self.pipe.expect(self._claims_ahead(records, entries))
         for record in records:
             if record["_key"] in self.duplicates:
                 continue  # reported and counted up front
+            self._check_stop()
             self.progress.seen += 1
             self._run_row(record, entries)
             if self.progress.due():
                 log.info("%s", self.progress.line())
+        self.pipe.finish()  # this page's outcomes are in the ledger before the next page is read
+
+    def _claims_ahead(
+        self, records: list[dict[str, Any]], entries: dict[str, LedgerEntry]
+    ) -> list[ClaimRequest]:
+        """The claims this page's rows will ask for, in order, so they can be made a window ahead.
+        Only a forecast: a row that asks for something else is claimed on its own, and claims not
+        asked for are handed back at the page's end."""
+        ahead: list[ClaimRequest] = []
+        seen: set[str] = set()
+        deletes = self._deletes_left()
+        for record in records:
+            key = record["_key"]
+            if key in self.duplicates or key in seen or len(key) > MAX_KEY_LENGTH:
+                continue
+            seen.add(key)
+            entry = entries.get(key)
+            action = self._plan(entry, record).action
+            if action in (CREATE, UPDATE):
+                ahead.append(ClaimRequest(key, entry, action))
+            elif action in (DELETE, REPLACE) and entry is not None and entry.meeting_id:
+                if not (entry.organizer_email or record["organizer_email"]):
+                    continue
+                if action == DELETE and deletes is not None:
+                    if deletes <= 0:
+                        continue
+                    deletes -= 1
+                ahead.append(ClaimRequest(key, entry, DELETE))
+        return ahead
 
     def _sendable(self, record: dict[str, Any], entries: dict[str, LedgerEntry]) -> bool:
         key = record["_key"]
@@ -389,7 +455,7 @@ class BatchRun:
         self, key: str, entry: LedgerEntry | None, meeting: Meeting | None, problem: str | None
     ) -> None:
         progress = self.progress
-        if not self.ledger.claim(key, entry):
+        if not self.pipe.claim(key, entry, CREATE):
             progress.claimed_elsewhere += 1
             log.info("Row %s: another run claimed it first; skipped here", key)
             return
@@ -480,7 +546,7 @@ class BatchRun:
     # -- update, delete, replace (PUT and DELETE are idempotent: a failure puts the row back) ----------
 
     def _update(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
-        if not self.ledger.claim(key, entry, UPDATE):
+        if not self.pipe.claim(key, entry, UPDATE):
             self.progress.claimed_elsewhere += 1
             return
         try:
@@ -490,8 +556,8 @@ class BatchRun:
             log.warning(
                 "Row %s: Gong meeting %s no longer exists; it will be created again", key, entry.meeting_id
             )
-            self._write(key, lambda: self.ledger.record_deleted(key), "deleted")
-            gone = self.ledger.get(key)
+            self._write(key, deleted_values(), "deleted")
+            gone = self.pipe.get(key)
             if gone is not None and gone.status == DELETED:
                 fresh, problem = self._refuse(meeting, None)
                 self._claim_and_create(key, gone, fresh, problem)
@@ -502,9 +568,7 @@ class BatchRun:
         log.info(
             "Row %s: updated Gong meeting %s (requestId=%s)", key, entry.meeting_id, answer["request_id"]
         )
-        self._write(
-            key, lambda: self.ledger.record_updated(key, _state(meeting), answer["request_id"]), "created"
-        )
+        self._write(key, updated_values(_state(meeting), answer["request_id"]), "created")
         self.progress.updated += 1
 
     def _delete(self, key: str, entry: LedgerEntry, organizer: Any, *, counted: bool = True) -> bool:
@@ -519,7 +583,7 @@ class BatchRun:
             self.progress.failed += 1
             log.error("Row %s: cannot delete its meeting: the ledger has no meeting ID or organizer", key)
             return False
-        if not self.ledger.claim(key, entry, DELETE):
+        if not self.pipe.claim(key, entry, DELETE):
             self.progress.claimed_elsewhere += 1
             return False
         try:
@@ -530,7 +594,7 @@ class BatchRun:
         log.info(
             "Row %s: deleted Gong meeting %s%s", key, entry.meeting_id, "" if existed else " (already gone)"
         )
-        self._write(key, lambda: self.ledger.record_deleted(key), "deleted")
+        self._write(key, deleted_values(), "deleted")
         self.progress.deleted += 1
         return True
 
@@ -538,7 +602,7 @@ class BatchRun:
         """A new organizer: delete the meeting under the old one, then create it under the new one."""
         if not self._delete(key, entry, entry.organizer_email, counted=False):
             return
-        gone = self.ledger.get(key)
+        gone = self.pipe.get(key)
         if gone is None or gone.status != DELETED:
             return
         self.progress.deleted -= 1  # counted as one replacement: a delete and a create
@@ -555,7 +619,7 @@ class BatchRun:
             kind,
             exc,
         )
-        self._write(key, lambda: self.ledger.record_reverted(key, f"{what}: {exc}", kind), "created")
+        self._write(key, reverted_values(f"{what}: {exc}", kind), "created")
         if not (isinstance(exc, GongValidationError) or exc.status in _ROW_STATUSES):
             raise exc  # credentials, permissions, quota or connectivity: every later row would fail too
 
@@ -566,8 +630,7 @@ class BatchRun:
         except GongMeetingMayExistError as exc:
             progress.unknown += 1
             log.error("Row %s: outcome unknown, left pending for reconciliation: %s", key, exc)
-            error, request_id = str(exc), exc.request_id
-            self._write(key, lambda: self.ledger.record_unknown(key, error, request_id), "pending")
+            self._write(key, unknown_values(str(exc), exc.request_id), "pending")
             return
         except GongError as exc:  # Gong created nothing (create_meeting's contract)
             if isinstance(exc, GongValidationError) or exc.status in _ROW_STATUSES:
@@ -586,34 +649,20 @@ class BatchRun:
             result.meeting_url,
             result.request_id,
         )
-        written = self._write(
+        self._write(
             key,
-            lambda: self.ledger.record_created(key, result, _state(meeting)),
+            created_values(result, _state(meeting)),
             f"created, meeting_id {result.meeting_id}, meeting_url {result.meeting_url}",
         )
-        if not written:
-            log.warning(
-                "Row %s: the ledger row was changed by someone else while Gong created meeting %s; "
-                "it was not overwritten. Check the row.",
-                key,
-                result.meeting_id,
-            )
         progress.created += 1
 
     def _record_failed(self, key: str, error: str, kind: str) -> None:
         self.progress.failed += 1
-        self._write(key, lambda: self.ledger.record_failed(key, error, kind), f"failed ({kind})")
+        self._write(key, failed_values(error, kind), f"failed ({kind})")
 
-    def _write(self, key: str, write: Any, meaning: str) -> bool:
-        try:
-            return bool(write())
-        except LedgerWriteError as exc:
-            raise GongLedgerError(
-                f"Could not record row {key} in ledger {self.ledger.table_name} ({exc}). The row stays "
-                f"'pending' there; set it by hand to: {meaning}. The batch stopped so nothing else goes "
-                "unrecorded.",
-                row_key=key,
-            ) from exc
+    def _write(self, key: str, values: dict[str, Any], meaning: str) -> None:
+        """Hand an outcome to the pipeline; it is written with the window's others (see pipeline.py)."""
+        self.pipe.record(key, values, meaning)
 
     # -- preflight ----------------------------------------------------------------------------------
 

@@ -16,19 +16,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 
+from airflow_provider_gong import DEFAULT_CONN_ID
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongSyncGuardError, GongValidationError
-from airflow_provider_gong.hooks.gong import GongHook
-from airflow_provider_gong.rules import MeetingLimits, zone
-from airflow_provider_gong.sync.ledger import ResultsLedger
-from airflow_provider_gong.sync.plan import CREATE_ONLY, DELETE, SYNC_MODES
-from airflow_provider_gong.sync.run import DEFAULT_COLUMNS, REQUIRED_COLUMNS, BatchProgress, BatchRun
-from airflow_provider_gong.sync.source import SourceReader
+from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, DELETE, REQUIRED_COLUMNS, SYNC_MODES
 
+# DAG files import this module on every parse: the hook (requests), the rules (pydantic, email-validator),
+# common-sql's hooks and the sync runner are imported in execute(), where they are used
+# (tests/unit/test_lazy_imports.py keeps it that way).
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_gong.rules import MeetingLimits
+    from airflow_provider_gong.sync.run import BatchRun
+
 
 __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
 
@@ -84,6 +86,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
         ledger's live meetings (default 0.1). A run over it fails before any call; a source with no rows
         never deletes (templated).
     :param daily_quota: Gong calls per day, for the dry run's quota share (default 10,000).
+    :param claim_window: rows claimed (and outcomes written) per ledger statement, a window ahead of the
+        calls, so a slow warehouse does not slow the batch. None (default) sizes windows from the
+        ledger's measured write time and the Gong pace (at least 3 rows). A worker killed outright can
+        leave up to three windows of rows pending for reconciliation; 1 keeps that to the fewest rows.
     :param progress_every_rows: log progress every N rows ...
     :param progress_every_seconds: ... or every T seconds, whichever comes first.
     """
@@ -115,7 +121,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         ledger_table: str = "gong_meeting_ledger",
         timezone: str = "UTC",
         limits: MeetingLimits | Mapping[str, Any] | None = None,
-        gong_conn_id: str = GongHook.default_conn_name,
+        gong_conn_id: str = DEFAULT_CONN_ID,
         page_size: int = 500,
         retry_failed: bool | str = False,
         fail_on_row_errors: bool | str = True,
@@ -127,6 +133,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         dry_run: bool | str = False,
         max_deletes: int | float = 0.1,
         daily_quota: int = 10_000,
+        claim_window: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,7 +167,18 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.progress_every_rows = progress_every_rows
         self.progress_every_seconds = progress_every_seconds
         self.claim_lease_seconds = claim_lease_seconds
+        if claim_window is not None and not 1 <= claim_window <= 100:
+            raise ValueError(f"claim_window must be None (automatic) or 1..100 rows, got {claim_window!r}")
+        self.claim_window = claim_window
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
+
+    def on_kill(self) -> None:
+        """Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
+        the batch stops before its next row, writes every outcome it has and hands back the rows it
+        claimed but did not send, instead of leaving them pending for a person."""
+        if self.batch is not None:
+            self.log.warning("Stop requested: the batch stops before its next row")
+            self.batch.stop()
 
     def _guard(self, plan: dict[str, Any], live: int, source_rows: int) -> str:
         """Why this run must not go ahead ("" when it may): too many deletes, or an empty source."""
@@ -214,6 +232,14 @@ class SqlToGongMeetingsOperator(BaseOperator):
         return summary
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.rules import MeetingLimits, zone
+        from airflow_provider_gong.sync.ledger import ResultsLedger
+        from airflow_provider_gong.sync.run import BatchProgress, BatchRun
+        from airflow_provider_gong.sync.source import SourceReader
+
         # Task-level problems fail the task here, before any row is read, claimed or charged.
         self.sync_mode = _sync_mode(self.sync_mode)
         _max_deletes(self.max_deletes)
@@ -270,6 +296,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 progress=progress,
                 claim_lease_seconds=self.claim_lease_seconds,
                 mode=self.sync_mode,
+                claim_window=self.claim_window,
             )
             if dry_run or self.sync_mode != CREATE_ONLY:
                 plan = self.batch.survey()

@@ -54,11 +54,12 @@ def operator(warehouse, **kwargs) -> SqlToGongMeetingsOperator:
 # -- runners in separate processes, started together ---------------------------------------------
 
 RUNNER = """
-import json, os, sys, time
+import json, os, signal, sys, time
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 table, ledger_table, go, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 op = SqlToGongMeetingsOperator(task_id="batch", table=table, ledger_table=ledger_table,
                                fail_on_row_errors=False, **options)
+signal.signal(signal.SIGTERM, lambda *_: op.on_kill())  # what Airflow's task runner does
 deadline = time.monotonic() + 60
 while not os.path.exists(go) and time.monotonic() < deadline:  # start together, after imports
     time.sleep(0.005)
@@ -109,4 +110,3 @@ def run_concurrently(tmp_path, warehouse, count=2, **options) -> list[dict]:
     time.sleep(0.5)
     go.touch()
     return finish(procs)
-

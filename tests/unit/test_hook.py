@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import base64
 import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -532,3 +536,252 @@ def test_a_host_that_answers_html_is_probably_not_gongs_api(hook, requests_mock)
     requests_mock.get(f"{BASE}/v2/users", text="<html>Welcome to nginx</html>")
     ok, message = hook.test_connection()
     assert not ok and "probably not Gong's API" in message and BASE in message
+
+
+# -- the environment: proxies, CA bundle, netrc (issue 9) -------------------------------------------
+# requests reads these on every call; the hook reads them once per session, for the Gong host. These
+# tests pin that what requests would have done still happens.
+
+_PROXY_AND_CA_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE")
+
+
+@pytest.fixture
+def bare_env(monkeypatch, tmp_path):
+    """No proxy, CA bundle or netrc from the machine running the tests."""
+    for name in (*_PROXY_AND_CA_VARIABLES, "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    return monkeypatch
+
+
+class _RecordingProxy(socketserver.ThreadingTCPServer):
+    """A loopback HTTP proxy that records each request line and refuses to tunnel, so a test can
+    see where the hook sent a call without any real network."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.server.lines.append(self.rfile.readline().decode("latin-1").strip())
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@contextmanager
+def recording_proxy() -> Iterator[_RecordingProxy]:
+    proxy = _RecordingProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_https_proxy_carries_the_call_to_gong(bare_env):
+    with recording_proxy() as proxy:
+        bare_env.setenv("HTTPS_PROXY", proxy.url)
+        hook = make_hook(bare_env, extra={"max_attempts": 1})
+        with pytest.raises(GongConnectionError):  # this proxy refuses to tunnel
+            hook.request("GET", "/v2/users")
+    assert [line.rsplit(" ", 1)[0] for line in proxy.lines] == ["CONNECT us-12345.api.gong.io:443"]
+
+
+@pytest.mark.parametrize(
+    "no_proxy, proxied",
+    [
+        (None, True),
+        ("other.example.com", True),
+        ("us-12345.api.gong.io", False),
+        ("localhost,.api.gong.io", False),
+        ("api.gong.io", False),
+        ("*", False),
+    ],
+)
+def test_no_proxy_matching_the_gong_host_bypasses_the_proxy(bare_env, requests_mock, no_proxy, proxied):
+    bare_env.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    if no_proxy is not None:
+        bare_env.setenv("NO_PROXY", no_proxy)
+    hook = make_hook(bare_env)
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    assert requests_mock.last_request.proxies.get("https") == ("http://proxy.corp:3128" if proxied else None)
+
+
+def test_no_proxy_really_sends_the_call_past_the_proxy(bare_env):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: going direct is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with recording_proxy() as proxy:
+        bare_env.setenv("HTTP_PROXY", proxy.url)
+        bare_env.setenv("NO_PROXY", "127.0.0.1")
+        hook = make_hook(bare_env, host=f"http://127.0.0.1:{port}", extra={"max_attempts": 1})
+        with pytest.raises(GongConnectionError, match="could not connect"):
+            hook.request("GET", "/v2/users")
+    assert proxy.lines == []
+
+
+@pytest.mark.parametrize(
+    "requests_bundle, curl_bundle, expected",
+    [
+        ("/etc/corp/ca.pem", None, "/etc/corp/ca.pem"),
+        (None, "/etc/curl/ca.pem", "/etc/curl/ca.pem"),
+        ("/etc/corp/ca.pem", "/etc/curl/ca.pem", "/etc/corp/ca.pem"),
+        ("", "/etc/curl/ca.pem", "/etc/curl/ca.pem"),
+        (None, None, True),
+    ],
+)
+def test_a_ca_bundle_from_the_environment_verifies_gong(
+    bare_env, requests_mock, requests_bundle, curl_bundle, expected
+):
+    for name, value in (("REQUESTS_CA_BUNDLE", requests_bundle), ("CURL_CA_BUNDLE", curl_bundle)):
+        if value is not None:
+            bare_env.setenv(name, value)
+    hook = make_hook(bare_env)
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    assert requests_mock.last_request.verify == expected
+
+
+def test_a_netrc_entry_never_replaces_the_connections_credentials(bare_env, requests_mock, tmp_path):
+    # requests lets a netrc entry for the host replace the Authorization header; the Airflow connection
+    # is the one source of credentials, so a stray ~/.netrc on a worker must not change who calls Gong.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine us-12345.api.gong.io login netrc-user password netrc-pass\n")
+    netrc.chmod(0o600)
+    bare_env.setenv("NETRC", str(netrc))
+    hook = make_hook(bare_env)
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    netrc_value = "Basic " + base64.b64encode(b"netrc-user:netrc-pass").decode()
+    sent = requests_mock.last_request.headers["Authorization"]
+    assert sent != netrc_value and sent == hook.settings.authorization()
+
+
+def test_the_environment_is_read_once_per_session(bare_env, requests_mock):
+    bare_env.setenv("HTTPS_PROXY", "http://proxy-a:3128")
+    bare_env.setenv("REQUESTS_CA_BUNDLE", "/etc/a.pem")
+    hook = make_hook(bare_env)
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    hook.request("GET", "/v2/users")
+    bare_env.setenv("HTTPS_PROXY", "http://proxy-b:3128")
+    bare_env.setenv("REQUESTS_CA_BUNDLE", "/etc/b.pem")
+    hook.request("GET", "/v2/users")
+    seen = requests_mock.last_request
+    assert (seen.proxies.get("https"), seen.verify) == ("http://proxy-a:3128", "/etc/a.pem")
+    hook.close()  # a new session reads the environment again
+    hook.request("GET", "/v2/users")
+    seen = requests_mock.last_request
+    assert (seen.proxies.get("https"), seen.verify) == ("http://proxy-b:3128", "/etc/b.pem")
+
+
+# -- one retry policy per hook (issue 9) ------------------------------------------------------------
+
+
+def test_the_retry_policy_is_built_once_per_hook(hook, requests_mock, monkeypatch):
+    import airflow_provider_gong.hooks.gong as gong_module
+
+    built = []
+    original = gong_module.retrying
+
+    def counting(**kwargs):
+        built.append(kwargs["max_attempts"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(gong_module, "retrying", counting)
+    requests_mock.get(f"{BASE}/v2/users", json={"users": []})
+    for _ in range(3):
+        hook.request("GET", "/v2/users")
+        hook.test_connection()  # max_attempts=1: a policy of its own
+    assert sorted(built) == [1, 5]
+
+
+def test_a_sleep_injected_after_the_first_call_is_used(hook, requests_mock):
+    requests_mock.get(
+        f"{BASE}/v2/users",
+        [
+            {"json": {"users": []}},
+            {"status_code": 429, "headers": {"Retry-After": "3"}, "json": {"errors": ["limit"]}},
+            {"json": {"users": []}},
+        ],
+    )
+    hook.request("GET", "/v2/users")
+    later: list[float] = []
+    hook.sleep = later.append
+    hook.request("GET", "/v2/users")
+    assert later == [3.0] and hook.slept == []
+
+
+def test_one_hook_retries_correctly_from_many_threads(monkeypatch):
+    from airflow_provider_gong.testing import GongStandIn
+
+    with GongStandIn() as standin:
+        # More attempts than failures: whichever calls the failures land on, every call succeeds.
+        monkeypatch.setenv("AIRFLOW_CONN_GONG_THREADS", standin.connection_json(max_attempts=13))
+        hook = GongHook("gong_threads", rate_limit_per_second=1000)
+        slept: list[float] = []
+        hook.sleep = slept.append
+        standin.inject("status", status=503, times=12, match="GET /v2/users")
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(5):
+                    assert hook.request("GET", "/v2/users")["users"]
+            except BaseException as exc:  # reported below, with the thread's own failure
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(slept) == 12  # one wait per injected failure, none lost or doubled across threads
+        assert len(standin.log) == 40 + 12
+
+
+def test_a_short_deadline_armed_after_long_ones_still_fires(monkeypatch):
+    from airflow_provider_gong.testing import GongStandIn
+
+    with GongStandIn() as standin:
+        monkeypatch.setenv("AIRFLOW_CONN_GONG_LONG", standin.connection_json(deadline=3600))
+        monkeypatch.setenv("AIRFLOW_CONN_GONG_SHORT", standin.connection_json(timeout=1, deadline=1))
+        long_hook = GongHook("gong_long", rate_limit_per_second=1000)
+        for _ in range(3):  # the watchdog now holds hour-long deadlines
+            long_hook.request("GET", "/v2/users")
+        standin.inject("drip", delay=0.05)  # ~20 s for the whole answer, without a deadline
+        with pytest.raises(GongConnectionError, match=r"within the 1 s deadline"):
+            GongHook("gong_short", max_attempts=1).request("GET", "/v2/users")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_a_deadline_that_cuts_the_headers_short_is_never_a_success(monkeypatch, method):
+    # At 20 ms a byte the 1 s deadline lands inside the headers; http.client takes the shut-down
+    # socket for their end and would hand back an empty "answer".
+    from airflow_provider_gong.testing import GongStandIn
+
+    with GongStandIn() as standin:
+        monkeypatch.setenv("AIRFLOW_CONN_GONG_CUT", standin.connection_json(timeout=1, deadline=1))
+        hook = GongHook("gong_cut", max_attempts=1)
+        standin.inject("drip", delay=0.02)
+        with pytest.raises(GongConnectionError, match=r"within the 1 s deadline"):
+            if method == "GET":
+                hook.request("GET", "/v2/users")
+            else:
+                hook.update_meeting("123", MEETING)

@@ -92,8 +92,9 @@ def test_create_with_lost_answer_is_reported_not_retried(gong_connection):
 
 def test_outcome_marks_sending_before_the_post_then_created(gong_connection):
     ti = MagicMock()
-    ti.xcom_push.side_effect = lambda key, value: (key == OUTCOME_KEY and value == "sending") and (
-        gong_connection.log == [] or pytest.fail("'sending' must be recorded before any Gong call")
+    ti.xcom_push.side_effect = lambda key, value: (
+        (key == OUTCOME_KEY and value == "sending")
+        and (gong_connection.log == [] or pytest.fail("'sending' must be recorded before any Gong call"))
     )
     make_op().execute({"ti": ti})
     assert _outcomes(ti) == ["sending", "created"]

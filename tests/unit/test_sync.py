@@ -22,9 +22,12 @@ from airflow_provider_gong.sync.ledger import (
     PERMANENT,
     TRANSIENT,
     UNKNOWN,
+    ClaimRequest,
     LedgerEntry,
     LedgerWriteError,
     ResultsLedger,
+    created_values,
+    failed_values,
 )
 from airflow_provider_gong.sync.plan import CREATE, SKIP, RowFacts, plan_removed, plan_row
 from airflow_provider_gong.sync.source import normalise_key
@@ -176,6 +179,81 @@ def test_a_claim_that_fails_to_write_is_not_a_win(sqlite_hook):
     a.conn = _Conn(a.conn, failures=10, fail_prefix="INSERT")
     with pytest.raises(LedgerWriteError):
         a.claim("k1", None)  # the caller must not call Gong
+
+
+def test_a_window_claim_wins_only_the_rows_nobody_else_holds(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    a.claim("k2", None)  # b's view of k2 (absent) is stale
+    a.claim("k4", None)
+    a.record_failed("k4", "quota", TRANSIENT)
+    k4 = a.get("k4")
+    wanted = [
+        ClaimRequest("k1", None, CREATE),
+        ClaimRequest("k2", None, CREATE),
+        ClaimRequest("k4", k4, CREATE),
+    ]
+    assert b.claim_many(wanted) == {"k1": True, "k2": False, "k4": True}
+    assert a.claim_many([ClaimRequest("k4", k4, CREATE)]) == {"k4": False}  # no ABA: attempts moved on
+    assert (b.get("k4").claimed_by, b.get("k4").attempts) == ("run-b", 2)
+
+
+def test_window_claims_work_with_a_driver_that_reports_no_rowcount(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    for key in ("k1", "k2"):
+        a.claim(key, None)
+        a.record_failed(key, "quota", TRANSIENT)
+    seen = [ClaimRequest(k, a.get(k), CREATE) for k in ("k1", "k2")]
+    a.claim("k2", seen[1].entry)  # a takes k2 first
+    b.conn = _Conn(b.conn, hide_rowcount=True)
+    assert b.claim_many(seen) == {"k1": True, "k2": False}  # told by reading tokens back
+
+
+def test_a_window_claim_that_fails_briefly_is_redone_row_by_row(sqlite_hook):
+    a = book(sqlite_hook, "run-a")
+    a.conn = _Conn(a.conn, failures=1, fail_prefix="INSERT")
+    assert a.claim_many([ClaimRequest(k, None, CREATE) for k in ("k1", "k2")]) == {"k1": True, "k2": True}
+    assert {a.get(k).status for k in ("k1", "k2")} == {PENDING}
+
+
+def test_outcomes_of_a_window_are_written_in_one_statement_under_ones_own_claim(sqlite_hook):
+    a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
+    a.claim_many([ClaimRequest(k, None, CREATE) for k in ("k1", "k2")])
+    b.claim("k3", None)
+    refused = a.record_many(
+        [
+            ("k1", created_values(RESULT)),
+            ("k2", failed_values("bad organizer", PERMANENT)),
+            ("k3", failed_values("not mine", PERMANENT)),
+        ]
+    )
+    assert refused == {"k3"}
+    rows = {r["row_key"]: r for r in a.read_all()}
+    assert (rows["k1"]["status"], rows["k1"]["meeting_id"], rows["k1"]["error"]) == (
+        CREATED,
+        RESULT.meeting_id,
+        None,
+    )
+    assert (rows["k2"]["status"], rows["k2"]["error"], rows["k2"]["meeting_id"]) == (
+        FAILED,
+        "bad organizer",
+        None,
+    )
+    assert (rows["k3"]["status"], rows["k3"]["claimed_by"]) == (PENDING, "run-b")
+
+
+def test_released_claims_put_rows_back_as_they_were(sqlite_hook):
+    a = book(sqlite_hook, "run-a")
+    a.claim("old", None)
+    a.record_failed("old", "quota", TRANSIENT)
+    old = a.get("old")
+    b = book(sqlite_hook, "run-b")
+    wanted = [ClaimRequest("new", None, CREATE), ClaimRequest("old", old, CREATE)]
+    assert b.claim_many(wanted) == {"new": True, "old": True}
+    b.release(wanted)
+    assert b.get("new") is None
+    back = b.get("old")
+    assert (back.status, back.error, back.error_kind) == (FAILED, "quota", TRANSIENT)
+    assert a.claim("old", back) is True  # free to take again
 
 
 def test_a_0_1_0_ledger_is_migrated_and_keeps_its_rows(sqlite_hook):
