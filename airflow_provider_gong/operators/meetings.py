@@ -16,10 +16,12 @@ import pendulum
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gong import DEFAULT_CONN_ID
+from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, may_defer
 from airflow_provider_gong.exceptions import (
     GongError,
     GongMeetingMayExistError,
     GongPermanentError,
+    GongRateLimitError,
     GongValidationError,
 )
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
@@ -75,6 +77,9 @@ class GongCreateMeetingOperator(BaseOperator):
         its fields): by default the start lies between 1 day ago and 3 years ahead and the meeting
         lasts at most 24 hours.
     :param gong_conn_id: the Gong connection (templated).
+    :param deferrable: when Gong's quota is spent (a 429 whose Retry-After exceeds ``max_retry_wait``,
+        or the shared daily budget), defer with a ``DateTimeTrigger`` until then and create it after,
+        instead of failing. Default: ``[operators] default_deferrable``.
 
     .. code-block:: python
 
@@ -114,9 +119,11 @@ class GongCreateMeetingOperator(BaseOperator):
         timezone: str = "UTC",
         limits: MeetingLimits | dict[str, Any] | None = None,
         gong_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.start_time = start_time
         self.end_time = end_time
         self.invitees = invitees
@@ -134,9 +141,18 @@ class GongCreateMeetingOperator(BaseOperator):
         except GongMeetingMayExistError:
             self._mark(ti, UNKNOWN, best_effort=True)
             raise
+        except GongRateLimitError as exc:  # nothing created: wait out the quota if allowed
+            if self.deferrable and may_defer(exc):
+                defer_for_quota(self, exc)
+            self._mark(ti, REJECTED, best_effort=True)
+            raise
         except GongError:  # bad input or Gong's refusal: provably nothing created
             self._mark(ti, REJECTED, best_effort=True)
             raise
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from a quota deferral: the 429 created nothing, so create it now."""
+        return self.execute(context)
 
     def _create(self, ti: Any, store: Any) -> dict[str, Any]:
         from airflow_provider_gong.hooks.gong import GongHook

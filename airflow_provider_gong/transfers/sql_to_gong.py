@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, BaseOperator
 
 from airflow_provider_gong import DEFAULT_CONN_ID
-from airflow_provider_gong.exceptions import GongBatchRowErrors, GongSyncGuardError, GongValidationError
+from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, may_defer
+from airflow_provider_gong.exceptions import (
+    GongBatchRowErrors,
+    GongRateLimitError,
+    GongSyncGuardError,
+    GongValidationError,
+)
 from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, DELETE, REQUIRED_COLUMNS, SYNC_MODES
 
 # DAG files import this module on every parse: the hook (requests), the rules (pydantic, email-validator),
@@ -86,6 +92,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
         ledger's live meetings (default 0.1). A run over it fails before any call; a source with no rows
         never deletes (templated).
     :param daily_quota: Gong calls per day, for the dry run's quota share (default 10,000).
+    :param deferrable: when Gong's quota is spent (a 429 whose Retry-After exceeds ``max_retry_wait``,
+        or the shared daily budget), defer with a ``DateTimeTrigger`` until then and resume from the
+        ledger, instead of failing. Default: ``[operators] default_deferrable``.
     :param claim_window: rows claimed (and outcomes written) per ledger statement, a window ahead of the
         calls, so a slow warehouse does not slow the batch. None (default) sizes windows from the
         ledger's measured write time and the Gong pace (at least 3 rows). A worker killed outright can
@@ -134,6 +143,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         max_deletes: int | float = 0.1,
         daily_quota: int = 10_000,
         claim_window: int | None = None,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -170,7 +180,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
         if claim_window is not None and not 1 <= claim_window <= 100:
             raise ValueError(f"claim_window must be None (automatic) or 1..100 rows, got {claim_window!r}")
         self.claim_window = claim_window
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self._earlier: dict[str, Any] = {}  # what earlier legs of a deferred run did
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
+
+    def execute_complete(
+        self, context: Context, event: Any = None, earlier: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Back from a deferral: run again; the ledger makes it go on where the last leg stopped."""
+        self._earlier = dict(earlier or {})
+        self.log.info(
+            "Resuming after Gong's quota wait (deferral %d); the ledger holds what earlier legs did",
+            int(self._earlier.get("deferrals", 0)),
+        )
+        return self.execute(context)
 
     def on_kill(self) -> None:
         """Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
@@ -259,6 +282,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
             db, table=self.table, sql=self.sql, key=self.columns["key"], page_size=self.page_size
         )
         ledger: ResultsLedger | None = None
+        quota: GongRateLimitError | None = None
         try:
             names = {n.lower() for n in source.columns()}
             missing = [
@@ -311,6 +335,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 self.batch.delete_budget = self._allowed_deletes(live) if progress.total else 0
             try:
                 self.batch.run()
+            except GongRateLimitError as exc:
+                if not (self.deferrable and may_defer(exc)):
+                    raise
+                quota = exc  # the run has written every outcome and handed back unused claims
             finally:
                 self.log.info("Batch finished. %s", progress.line())
         finally:
@@ -318,7 +346,12 @@ class SqlToGongMeetingsOperator(BaseOperator):
             if ledger is not None:
                 ledger.close()
             gong.close()
-        summary: dict[str, Any] = {**progress.summary(), "ledger_table": self.ledger_table}
+        if quota is not None:
+            defer_for_quota(self, quota, earlier=_so_far(self._earlier, progress.summary(), deferring=True))
+        summary: dict[str, Any] = {
+            **_so_far(self._earlier, progress.summary()),
+            "ledger_table": self.ledger_table,
+        }
         problems = _problems(summary)
         if problems:
             self.log.warning(
@@ -331,6 +364,19 @@ class SqlToGongMeetingsOperator(BaseOperator):
                     "set fail_on_row_errors=False to accept them."
                 )
         return summary
+
+
+#: counts that add up over the legs of a deferred run (the rest describe the last leg)
+_CUMULATIVE = ("created", "updated", "deleted")
+
+
+def _so_far(earlier: Mapping[str, Any], now: Mapping[str, Any], *, deferring: bool = False) -> dict[str, Any]:
+    """This leg's summary with the counts of earlier legs added, and how many deferrals there were."""
+    summary = dict(now)
+    for key in _CUMULATIVE:
+        summary[key] = summary.get(key, 0) + int(earlier.get(key, 0))
+    summary["deferrals"] = int(earlier.get("deferrals", 0)) + (1 if deferring else 0)
+    return summary
 
 
 def _problems(summary: Mapping[str, Any]) -> str:

@@ -1,0 +1,108 @@
+"""Quota deferral in real Airflow runs: Gong answers 429 with a Retry-After beyond ``max_retry_wait``,
+a deferrable task hands the wait to a DateTimeTrigger (run inline by ``dag.test()``) and resumes; a
+task that is not deferrable fails as before, with the wait in the error."""
+
+from __future__ import annotations
+
+import pendulum
+import pytest
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_gong.exceptions import GongRateLimitError
+from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+from airflow_provider_gong.testing.warehouse import demo_rows
+from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests.dates import SOON
+from tests.integration.helpers import ledger, operator, seed
+
+pytestmark = pytest.mark.integration
+
+RETRY_AFTER = 2  # seconds Gong asks for: more than max_retry_wait, so the hook gives up at once
+
+
+@pytest.fixture
+def quota_gong(gong_standin, monkeypatch):
+    """A fast-paced connection that will not wait more than half a second for Gong's quota."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GONG_DEFAULT",
+        gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=0.5),
+    )
+    return gong_standin
+
+
+def _quota_spent_at_call(standin, n: int) -> None:
+    if n > 1:
+        standin.inject("delay", times=n - 1, delay=0, match="POST /v2/meetings")
+    standin.inject("status", status=429, retry_after=RETRY_AFTER, times=1, match="POST /v2/meetings")
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+
+
+def test_a_deferrable_batch_waits_out_the_quota_and_resumes_from_its_ledger(
+    warehouse, quota_gong, run_dag, task_states
+):
+    seed(warehouse, demo_rows(8, bad=False))
+    _quota_spent_at_call(quota_gong, 4)
+    with _dag(f"gong_batch_deferral_{warehouse['kind']}") as dag:
+        SqlToGongMeetingsOperator(
+            task_id="batch", table=warehouse["table"], ledger_table=warehouse["ledger"], deferrable=True
+        )
+    started = pendulum.now("UTC")
+    dag_run = run_dag(dag)
+    assert dag_run.state == "success" and task_states(dag_run)["batch"][0] == "success"
+    assert (pendulum.now("UTC") - started).total_seconds() >= RETRY_AFTER  # it did wait
+    assert quota_gong.created_count() == 8 and quota_gong.duplicates() == {}  # every row once
+    assert all(r["status"] == "created" for r in ledger(warehouse).values())
+
+
+def test_the_deferral_carries_a_trigger_for_gongs_wait_and_the_resume_adds_up(warehouse, quota_gong):
+    """The defer itself, outside dag.test (which drops a deferral's kwargs when it runs the trigger
+    inline): a DateTimeTrigger at Gong's Retry-After, resumed in execute_complete with the counts."""
+    seed(warehouse, demo_rows(8, bad=False))
+    _quota_spent_at_call(quota_gong, 4)
+    op = operator(warehouse, deferrable=True)
+    before = pendulum.now("UTC")
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    deferred = info.value
+    assert isinstance(deferred.trigger, DateTimeTrigger) and deferred.method_name == "execute_complete"
+    wait = (deferred.trigger.moment - before).total_seconds()
+    assert RETRY_AFTER <= wait < RETRY_AFTER + 5
+    assert deferred.kwargs["earlier"]["created"] == 3 and deferred.kwargs["earlier"]["deferrals"] == 1
+    summary = op.execute_complete({}, event=None, **deferred.kwargs)
+    assert (summary["created"], summary["deferrals"]) == (8, 1)
+    assert quota_gong.created_count() == 8 and quota_gong.duplicates() == {}
+
+
+def test_a_batch_that_is_not_deferrable_fails_with_the_wait_in_the_error(warehouse, quota_gong):
+    seed(warehouse, demo_rows(4, bad=False))
+    _quota_spent_at_call(quota_gong, 2)
+    with pytest.raises(GongRateLimitError) as info:
+        operator(warehouse, deferrable=False).execute({})
+    assert info.value.retry_after == RETRY_AFTER and str(RETRY_AFTER) in str(info.value)
+    rows = ledger(warehouse)  # the refused row is a transient failure, the rest untouched
+    assert rows["1"]["status"] == "created" and rows["2"]["error_kind"] == "transient"
+    assert set(rows) == {"1", "2"}
+
+
+def test_a_deferrable_create_waits_out_the_quota_then_creates_once(quota_gong, run_dag, xcoms):
+    _quota_spent_at_call(quota_gong, 1)
+    with _dag("gong_create_deferral") as dag:
+        GongCreateMeetingOperator(
+            task_id="create",
+            start_time=f"{SOON}T15:00:00Z",
+            end_time=f"{SOON}T15:30:00Z",
+            invitees="buyer@client.com",
+            organizer_email="rep@acme.com",
+            deferrable=True,
+        )
+    dag_run = run_dag(dag)
+    assert dag_run.state == "success"
+    (created,) = quota_gong.created
+    values = xcoms(dag_run)
+    assert values[("create", -1, "meeting_id")] == created.meeting_id
+    assert values[("create", -1, "gong_outcome")] == "created"
