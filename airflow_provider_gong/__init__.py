@@ -90,8 +90,34 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "rate_limit_per_second": {
                         "label": "Rate limit (calls/s)",
-                        "description": "Client-side pacing per task. Gong's company default is 3.",
+                        "description": "Calls per second for the Gong account, shared by every task "
+                        "that uses it (see Quota backend). Gong's company default is 3.",
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "daily_quota": {
+                        "label": "Daily quota (calls/day)",
+                        "description": "Calls per UTC day for the Gong account, shared by every task; "
+                        "once spent, calls fail at once until UTC midnight. Default 10000 (Gong's).",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "quota_backend": {
+                        "label": "Quota backend",
+                        "description": "Where tasks share the rate and the daily count. local: a SQLite "
+                        "file for the tasks of one machine; sql: a table in the PostgreSQL database of "
+                        "Quota connection id (several machines); memory: one process only.",
+                        "schema": {"type": "string", "enum": ["local", "sql", "memory"], "default": "local"},
+                    },
+                    "quota_dir": {
+                        "label": "Quota directory (local)",
+                        "description": "Directory of the local quota file, on a local disk every task of "
+                        "the machine sees. Default $AIRFLOW_HOME/gong_quota.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "quota_conn_id": {
+                        "label": "Quota connection id (sql)",
+                        "description": "Airflow connection of the PostgreSQL database that keeps the "
+                        "quota (table gong_quota, created if absent). Required for the sql backend.",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "max_retry_wait": {
                         "label": "Max retry wait (s)",

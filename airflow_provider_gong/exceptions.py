@@ -8,6 +8,7 @@ burning its retries, wherever the error is raised (operator, ``@task`` code, bat
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,31 @@ class GongRateLimitError(GongError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)
+
+
+class GongQuotaExhaustedError(GongRateLimitError):
+    """The day's call budget for the Gong account (connection extra ``daily_quota``) is spent.
+
+    Raised before any call, by the limiter every task of the account shares, instead of sleeping
+    until the budget resets (hours). ``retry_after`` is the seconds until it resets (UTC midnight) and
+    ``resume_at`` that moment, a UTC datetime; ``used`` and ``budget`` are the day's figures. Not
+    permanent: Airflow's ``retries`` / ``retry_delay`` may try the task again later.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        resume_at: datetime.datetime,
+        used: int | None = None,
+        budget: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.resume_at = resume_at
+        self.used = used
+        self.budget = budget
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
 
 class GongServerError(GongError):

@@ -1,18 +1,19 @@
 """Pacing and retries: the one policy every Gong call goes through.
 
-Gong allows 3 calls/s per company by default and answers 429 with ``Retry-After`` beyond that. The
-hook paces itself with :class:`TokenBucket` so a batch normally never sees a 429, and
-:func:`retrying` decides, per failure, whether the same request may be sent again and how long to
-wait first. Clock and sleep are injectable so tests count calls per window without wall time.
+Gong allows 3 calls/s per company by default and answers 429 with ``Retry-After`` beyond that.
+:class:`Schedule` is the per-second rule (even spacing plus a sliding-window guard), written as a pure
+function of a little state so that :class:`~airflow_provider_gong.quota.QuotaLimiter` can run it on
+state that every task of a Gong account shares (see :mod:`airflow_provider_gong.quota`); :func:`retrying`
+decides, per failure, whether the same request may be sent again and how long to wait first. Clocks
+and sleeps are injectable so tests count calls per window without wall time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -29,95 +30,114 @@ It must cover how much later one call may reach Gong than another, relative to w
 granted: transit jitter plus the client's own time between grant and send (a few ms on a LAN,
 often more over the internet, where no small margin can cover every outlier). It costs at most one
 margin per window of ``ceil(rate)`` calls when calls run at the full rate, whatever the rate, so the
-long-run rate is at least about ``rate / (1 + margin + oversleep)``, where oversleep is how far
-``sleep`` overruns (well under 1 ms on Linux, a few ms on a busy host). Keeping >= 0.99 of the limit
-needs ``margin + oversleep <= 10 ms``; 5 ms leaves half of that for oversleep, at 3/s as at 50/s
-(tests/unit/test_pacing.py checks both with 0-3 ms oversleep and 0-5 ms transit jitter).
+long-run rate is at least about ``rate / (1 + margin + late)`` (see :data:`DEFAULT_LATE`): 0.994 of
+the limit with the defaults, at 3/s as at 50/s (tests/unit/test_pacing.py checks both with 0-3 ms
+oversleep and 0-5 ms transit jitter).
 """
 
+DEFAULT_LATE = 0.001
+"""How late after its slot a call may still go out as planned, in seconds.
 
-class TokenBucket:
-    """Allow at most ``rate`` acquisitions per second, with bursts of up to ``burst``.
+Slots are reserved before the caller sleeps (the state is shared between processes and cannot stay
+locked during the sleep), so a sleep that overruns sends the call later than the slot the others
+planned around. Up to ``late`` is simply added to the window guard; a caller that wakes later than
+that records its real send time instead, or takes a new slot when the old one was already counted on
+(:meth:`Schedule.confirm`). 1 ms is well above a Linux sleep's usual overrun (< 0.1 ms), so the extra
+write is rare, and costs 0.1 % of the rate.
+"""
 
-    The default burst of 1 spaces calls evenly (1/rate apart): Gong counts calls per second, and a
-    full bucket drained at once followed by steady traffic could put ``burst + rate`` calls into one
-    second and earn a 429.
+HISTORY_CAP = 256
+"""Most grant times kept per account. Up to this many calls per second the window guard is exact; a
+faster limit (only a stand-in runs that fast) bounds the older grants from the even spacing instead
+(:meth:`Schedule.reserve`), which keeps the state small whatever the rate."""
+
+
+class Schedule:
+    """Allow at most ``rate`` calls per second, spaced evenly, never ``rate`` + 1 in any second.
+
+    Calls are spaced 1/rate apart: Gong counts calls per second, and a burst followed by steady
+    traffic could put more than ``rate`` calls into one second and earn a 429.
 
     Even spacing alone is not enough for a strict sliding-window limiter: call n and call n + rate
     are exactly one second apart, so any jitter that makes the later one arrive a little early puts
-    rate + 1 calls into one second. With burst 1 the bucket therefore also remembers when the last
-    ``ceil(rate)`` calls were granted and holds a call until :data:`WINDOW` + ``margin`` after the
-    call ``ceil(rate)`` before it. ``ceil`` because "never rate + 1 calls in a second" means at most
+    rate + 1 calls into one second. The schedule therefore also remembers when the last ``ceil(rate)``
+    calls were granted and holds a call until :data:`WINDOW` + ``margin`` + ``late`` after the call
+    ``ceil(rate)`` before it. ``ceil`` because "never rate + 1 calls in a second" means at most
     ``ceil(rate)`` calls for a fractional rate too: 2.5/s evenly spaced (0.4 s) puts 3 calls into
     some seconds, and allowing only ``floor(rate)`` = 2 would cap the long-run rate at 2/s.
 
-    The grant time is read from the clock after the sleep, the moment before the caller sends, so
-    an overrunning sleep delays the following window instead of eating into the margin; the even
-    schedule, in contrast, advances from the planned grant time, so overruns do not accumulate.
+    The even schedule advances from the planned slot, so sleeps that overrun do not accumulate; the
+    window guard counts from when a call really went out (:meth:`confirm`), so an overrun delays the
+    following window instead of eating into the margin.
 
-    ``burst`` > 1 deliberately puts more than ``rate`` calls into a second, which a strict window
-    refuses anyway; it is meant for a server that refills a bucket, and the window guard is off.
-
-    Thread-safe: the lock is held across the sleep, so grants are strictly ordered and each one is
-    planned from the real send time of the one before. Threads waiting for their turn queue on the
-    lock; they would have to wait anyway, as only one call is granted per 1/rate.
+    It holds no state of its own: :meth:`reserve` and :meth:`confirm` map (state, now) to new state,
+    which is what lets a shared store run them inside its own transaction. An infinite rate means
+    "do not pace".
 
     :param rate: calls per second (may be fractional).
-    :param burst: calls that may go back to back after an idle period.
-    :param clock: monotonic seconds (injectable so tests need no wall time).
-    :param sleep: sleeps the given seconds (injectable likewise).
     :param margin: see :data:`DEFAULT_MARGIN`; 0 gives the plain even schedule.
+    :param late: see :data:`DEFAULT_LATE`.
     """
 
-    def __init__(
-        self,
-        rate: float,
-        *,
-        burst: int = 1,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        margin: float = DEFAULT_MARGIN,
-    ) -> None:
+    def __init__(self, rate: float, *, margin: float = DEFAULT_MARGIN, late: float = DEFAULT_LATE) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 calls per second, got {rate!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst!r}")
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")
+        if not late >= 0:
+            raise ValueError(f"late must be >= 0 seconds, got {late!r}")
         self.rate = float(rate)
-        self.burst = burst
         self.margin = float(margin)
-        self._clock = clock
-        self._sleep = sleep
-        self._interval = 1.0 / self.rate
-        # How far ahead of the even schedule a burst may run (0 for burst 1).
-        self._tolerance = (burst - 1) * self._interval
-        # When the next call is due on the even schedule; a full bucket at start, as before.
-        self._due = clock()
-        # Grant times of the last ceil(rate) calls (burst 1 only, see the class docstring). An
-        # infinite rate means "do not pace", as it always did: nothing to remember then.
-        guarded = burst == 1 and math.isfinite(self.rate)
-        self._granted: deque[float] | None = deque(maxlen=math.ceil(self.rate)) if guarded else None
-        self._lock = threading.Lock()
+        self.late = float(late)
+        self.paced = math.isfinite(self.rate)
+        self.interval = 1.0 / self.rate
+        #: calls allowed in any window, and how many grant times are kept to enforce it
+        self.depth = math.ceil(self.rate) if self.paced else 0
+        self.kept = min(self.depth, HISTORY_CAP)
+        #: whether the history holds every grant the guard needs (so a late call can correct its own)
+        self.exact = self.paced and self.kept == self.depth
+        self.guard = WINDOW + self.margin + self.late
+        # Slots further ahead than this cannot come from callers queueing (that would be hundreds of
+        # tasks waiting at once): the clock stepped back, and the schedule starts afresh.
+        self.stale = max(300.0, 100 * self.interval) if self.paced else 0.0
 
-    def acquire(self) -> float:
-        """Take one token, sleeping until one is free. Returns the seconds slept."""
-        with self._lock:
-            now = self._clock()
-            at = max(now, self._due - self._tolerance)
-            granted = self._granted
-            if granted is not None and len(granted) == granted.maxlen:
-                at = max(at, granted[0] + WINDOW + self.margin)
-            wait = at - now
-            if wait > 0:
-                self._sleep(wait)
-                now = self._clock()
-            else:
-                wait = 0.0
-            self._due = max(self._due, at) + self._interval
-            if granted is not None:
-                granted.append(now)
-        return wait
+    def reserve(self, due: float, granted: list[float], now: float) -> tuple[float, float, list[float]]:
+        """The next slot at or after ``now``; returns ``(slot, new due, new granted)``.
+
+        :param due: when the next call is due on the even schedule.
+        :param granted: the latest grant times, oldest first (not modified).
+        """
+        if not self.paced:
+            return now, due, []
+        if due > now + self.stale:
+            due, granted = now, []
+        # Grants more than a guard ago hold nobody back any more: forget them.
+        recent = granted[bisect_right(granted, now - self.guard) :]
+        slot = max(now, due)
+        if self.kept and len(recent) >= self.kept:
+            oldest = recent[-self.kept]
+            # With the history capped, the grant ``depth`` calls back is at least (depth - kept)
+            # intervals before the oldest kept one: planned slots are never closer than that.
+            oldest -= (self.depth - self.kept) * self.interval
+            slot = max(slot, oldest + self.guard)
+        recent.append(slot)
+        return slot, slot + self.interval, recent[-self.kept :] if self.kept else []
+
+    def confirm(self, granted: list[float], slot: float, sent: float) -> list[float] | None:
+        """Record that the call for ``slot`` really goes out at ``sent`` (later than planned).
+
+        Returns the new grant times, or None when the slot has already been counted on: a call
+        ``depth`` later was planned from it (it has left the history), so the caller must give the
+        slot up (an unused slot is always safe) and reserve a new one.
+        """
+        if not self.exact:
+            return granted  # a capped history has no exact grant times to correct; see HISTORY_CAP
+        if slot not in granted:
+            return None
+        corrected = [t for t in granted if t != slot]
+        corrected.append(max(slot, sent))
+        corrected.sort()
+        return corrected
 
 
 def _is_retryable(exc: BaseException) -> bool:

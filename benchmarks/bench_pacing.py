@@ -1,17 +1,19 @@
-"""Pacing against a strict sliding-window limiter: the old even-spaced bucket against the new one.
+"""Pacing against a strict sliding-window limiter: the old even-spaced bucket against the new limiter.
 
 Why this exists (issue 9, part 4): the hook spaces calls 1/rate apart, so call n and call n + rate
 leave exactly one second apart; seen from the server, send-time and transit jitter put rate + 1
 calls into some second (0.993-0.999 s), and a limiter that counts calls in a sliding second
-answers 429. The new :class:`~airflow_provider_gong.pacing.TokenBucket` also keeps rate calls
-window + margin apart. This shows what that costs (achieved rate / limit) and what it saves (429s).
+answers 429. The new limiter (:class:`~airflow_provider_gong.quota.QuotaLimiter` on a SQLite store,
+as the hook builds it; issue 10 shares it between processes) also keeps rate calls window + margin
+apart. This shows what that costs (achieved rate / limit) and what it saves (429s).
 
 The bundled stand-in runs in a subprocess (so its request handling does not share our GIL and add
 jitter a real server would not see) in ``strict_window`` mode at exactly the tested rate (the
 harshest reading of "N calls per second"; it never throttles below that rate), and records when
 each call reached its limiter; it hands that log back when the run ends. A :class:`GongHook` with
 ``rate_limit_per_second`` = the rate sends
-``GET /v2/users`` in a loop, once with the old bucket (reconstructed below) and once with the new.
+``GET /v2/users`` in a loop, once with the old bucket (reconstructed below) and once with the new
+limiter.
 A 429 is retried by the hook as in production (after ``Retry-After``, 1 s by default), so its cost
 shows in the achieved rate. Columns:
 
@@ -51,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from airflow_provider_gong.exceptions import GongError  # noqa: E402
 from airflow_provider_gong.hooks.gong import GongHook  # noqa: E402
-from airflow_provider_gong.pacing import DEFAULT_MARGIN, TokenBucket  # noqa: E402
+from airflow_provider_gong.pacing import DEFAULT_MARGIN  # noqa: E402
+from airflow_provider_gong.quota import QuotaLimiter, SQLiteStore  # noqa: E402
 from airflow_provider_gong.testing.standin import GongStandIn  # noqa: E402
 
 CONN_ID = "gong_bench_pacing"
@@ -180,7 +183,7 @@ def run(rate: float, calls: int, bucket: Callable[[float], object], server: str,
         }
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
         hook = GongHook(CONN_ID)
-        hook.bucket = bucket(rate)  # type: ignore[assignment]
+        hook.limiter = bucket(rate)  # type: ignore[assignment]
         failed = 0
         started = time.monotonic()
         try:
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
-        help="the new bucket's margin, seconds (default %(default)s)",
+        help="the new limiter's margin, seconds (default %(default)s)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the subprocess
     args = parser.parse_args(argv)
@@ -244,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
 
     contenders: dict[str, Callable[[float], object]] = {
         "old": OldTokenBucket,
-        "new": lambda rate: TokenBucket(rate, margin=args.margin),
+        "new": lambda rate: QuotaLimiter(
+            SQLiteStore(Path(tempfile.mkdtemp(prefix="gong-bench-quota-")) / "quota.sqlite3"),
+            "bench",
+            rate,
+            margin=args.margin,
+            daily_quota=10**9,
+        ),
     }
     print(
         f"stand-in limiter: {args.server} at the tested rate; Retry-After {args.retry_after} s; "

@@ -16,7 +16,7 @@ import requests
 import urllib3.exceptions
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from tenacity import Retrying
 
 from airflow_provider_gong import __version__
@@ -25,11 +25,13 @@ from airflow_provider_gong.exceptions import (
     GongError,
     GongMeetingMayExistError,
     GongNotFoundError,
+    GongQuotaExhaustedError,
     GongValidationError,
     error_from_response,
 )
 from airflow_provider_gong.meetings import Meeting, MeetingResult
-from airflow_provider_gong.pacing import TokenBucket, retrying
+from airflow_provider_gong.pacing import retrying
+from airflow_provider_gong.quota import DEFAULT_DAILY_QUOTA, QuotaLimiter, account_key, store_for
 from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
@@ -67,6 +69,12 @@ class GongSettings(BaseModel):
     connect_timeout: float = Field(10.0, gt=0)
     deadline: float | None = Field(None, gt=0, description="total seconds per call; default connect+read")
     rate_limit_per_second: float = Field(3.0, gt=0)
+    daily_quota: int = Field(DEFAULT_DAILY_QUOTA, ge=1, description="calls per UTC day for the account")
+    quota_backend: Literal["local", "sql", "memory"] = "local"
+    quota_dir: str | None = Field(None, description="local backend: default $AIRFLOW_HOME/gong_quota")
+    quota_conn_id: str | None = Field(
+        None, validate_default=True, description="sql backend: the PostgreSQL connection"
+    )
     max_retry_wait: float = Field(60.0, ge=0)
     max_attempts: int = Field(5, ge=1)
 
@@ -75,6 +83,18 @@ class GongSettings(BaseModel):
     def _strip(cls, value: Any) -> Any:
         # A value pasted with a trailing newline or space is the commonest copy-paste accident.
         return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("quota_backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("quota_conn_id")
+    @classmethod
+    def _named_for_sql(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("quota_backend") == "sql" and not value:
+            raise ValueError("quota_backend 'sql' needs it: the PostgreSQL connection to keep the quota in")
+        return value
 
     @property
     def total_deadline(self) -> float:
@@ -157,18 +177,22 @@ def _never_sent(exc: requests.RequestException) -> bool:
 class GongHook(BaseHook):
     """Talk to Gong's Meetings API through an Airflow connection.
 
-    Every call goes through one path (:meth:`request`): the token bucket paces it, a timeout bounds
-    it, and one retry policy decides what may be re-sent. Creating a meeting is never re-sent once
-    Gong may have received it.
+    Every call goes through one path (:meth:`request`): the quota limiter that every task of the
+    Gong account shares paces and counts it (:attr:`limiter`), a timeout bounds it, and one retry
+    policy decides what may be re-sent. Creating a meeting is never re-sent once Gong may have
+    received it.
 
     Connection (type ``gong``): host = API base URL (default ``https://api.gong.io``; a customer host
     such as ``us-12345.api.gong.io`` works with or without scheme), login = access key, password =
     access key secret. Extras: ``auth_type`` (``basic``/``bearer``), ``access_token``, ``timeout``,
-    ``connect_timeout``, ``rate_limit_per_second``, ``max_retry_wait``, ``max_attempts``.
+    ``connect_timeout``, ``rate_limit_per_second``, ``max_retry_wait``, ``max_attempts``, and for the
+    shared quota ``daily_quota``, ``quota_backend`` (``local``/``sql``/``memory``), ``quota_dir``,
+    ``quota_conn_id`` (see :mod:`airflow_provider_gong.quota`).
 
     :param gong_conn_id: the Airflow connection id.
     :param timeout: read timeout in seconds; overrides the connection's extra.
-    :param rate_limit_per_second: pacing; overrides the connection's extra (Gong's default is 3).
+    :param rate_limit_per_second: the account's calls per second, shared by every task that uses it;
+        overrides the connection's extra (Gong's default is 3).
     :param max_retry_wait: the longest ``Retry-After`` the hook waits out; beyond it the call fails
         with :class:`~airflow_provider_gong.exceptions.GongRateLimitError` so Airflow can retry later.
     :param max_attempts: attempts per call for retryable failures.
@@ -207,8 +231,10 @@ class GongHook(BaseHook):
             }.items()
             if v is not None
         }
-        # Injectable for tests: retries sleep through this (pacing has its own clock/sleep).
+        # Injectable for tests: retries sleep through this (the limiter has its own clock/sleep).
         self.sleep = time.sleep
+        #: calls this hook has made (slots taken from the shared quota), for a task's summary
+        self.calls = 0
         # Retry policies by (max_attempts, max_retry_wait), built on first use (see _policy).
         self._policies: dict[tuple[int, float], Retrying] = {}
 
@@ -286,8 +312,30 @@ class GongHook(BaseHook):
         )
 
     @cached_property
-    def bucket(self) -> TokenBucket:
-        return TokenBucket(self.settings.rate_limit_per_second)
+    def limiter(self) -> QuotaLimiter:
+        """Paces and counts this hook's calls on the state every task of the Gong account shares: the
+        account (host + credential identity, see :func:`~airflow_provider_gong.quota.account_key`), not
+        the connection id or the task, is what Gong's per-company quota belongs to."""
+        settings = self.settings
+        account = account_key(
+            settings.base_url,
+            auth_type=settings.auth_type,
+            access_key=settings.access_key.get_secret_value() if settings.access_key else None,
+            access_token=settings.access_token.get_secret_value() if settings.access_token else None,
+        )
+        store = store_for(
+            settings.quota_backend, quota_dir=settings.quota_dir, quota_conn_id=settings.quota_conn_id
+        )
+        return QuotaLimiter(store, account, settings.rate_limit_per_second, daily_quota=settings.daily_quota)
+
+    def quota_status(self) -> dict[str, Any]:
+        """Today's use of the account's daily budget, counted by every task that shares it:
+        ``{"used", "budget", "left", "resets_at"}`` (``resets_at``: the next UTC midnight). Makes no
+        Gong call; meant for a log line at the start of a batch.
+
+        :raises GongError: the quota store cannot be read.
+        """
+        return self.limiter.status()
 
     @property
     def base_url(self) -> str:
@@ -355,7 +403,7 @@ class GongHook(BaseHook):
     ) -> Any:
         operation = f"{method} {path}"
         session = self.session  # builds and checks the credentials: nothing is sent if they are unusable
-        self.bucket.acquire()
+        self._acquire()
         deadline = self.settings.total_deadline
         try:
             with DeadlineAdapter.deadline(deadline):
@@ -385,6 +433,17 @@ class GongHook(BaseHook):
                 raise GongError(message, status=response.status_code)
             raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)
         return body
+
+    def _acquire(self) -> None:
+        """Wait for this call's slot in the account's shared quota (the one pacing path)."""
+        try:
+            self.limiter.acquire()
+            self.calls += 1  # a slot taken is a call counted against the quota
+        except GongQuotaExhaustedError as exc:
+            # Like a 429's Retry-After: a budget that resets within max_retry_wait (the last seconds
+            # before UTC midnight) is waited out by the retry policy; a longer wait fails now.
+            exc.retryable = exc.retry_after is not None and exc.retry_after <= self.settings.max_retry_wait
+            raise
 
     def _forget_connections(self) -> None:
         """Drop the pooled connections after an answer the hook could not use.

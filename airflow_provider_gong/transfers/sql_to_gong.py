@@ -195,6 +195,32 @@ class SqlToGongMeetingsOperator(BaseOperator):
         )
         return self.execute(context)
 
+    def _log_quota(self, gong: Any, rows: int) -> int | None:
+        """Say how much of today's shared Gong budget is used and whether this run fits in the rest."""
+        try:
+            quota = gong.quota_status()
+        except Exception as exc:  # a quota store that cannot be read must not stop the batch here
+            self.log.warning("Could not read today's Gong quota (%s); going on", exc)
+            return None
+        fits = rows <= quota["left"]
+        self.log.info(
+            "Gong quota today: %d of %d calls used, %d left (resets %s). This run needs up to %d call(s) "
+            "(one per row, retries aside): %s.",
+            quota["used"],
+            quota["budget"],
+            quota["left"],
+            quota["resets_at"],
+            rows,
+            "it fits"
+            if fits
+            else (
+                "it does NOT fit; the run "
+                + ("defers" if self.deferrable else "fails")
+                + " when the budget runs out and goes on from its ledger after the reset"
+            ),
+        )
+        return int(quota["left"])
+
     def on_kill(self) -> None:
         """Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
         the batch stops before its next row, writes every outcome it has and hands back the rows it
@@ -283,6 +309,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         )
         ledger: ResultsLedger | None = None
         quota: GongRateLimitError | None = None
+        quota_left: int | None = None
         try:
             names = {n.lower() for n in source.columns()}
             missing = [
@@ -308,6 +335,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 gong.settings.rate_limit_per_second,
                 ledger.owner,
             )
+            if not dry_run:
+                quota_left = self._log_quota(gong, progress.total)
             self.batch = BatchRun(
                 source=source,
                 ledger=ledger,
@@ -350,8 +379,15 @@ class SqlToGongMeetingsOperator(BaseOperator):
             defer_for_quota(self, quota, earlier=_so_far(self._earlier, progress.summary(), deferring=True))
         summary: dict[str, Any] = {
             **_so_far(self._earlier, progress.summary()),
+            "gong_calls": gong.calls,
+            "quota_left": quota_left - gong.calls if quota_left is not None else None,
             "ledger_table": self.ledger_table,
         }
+        self.log.info(
+            "This run made %d Gong call(s)%s.",
+            gong.calls,
+            f"; about {summary['quota_left']} left of today's budget" if quota_left is not None else "",
+        )
         problems = _problems(summary)
         if problems:
             self.log.warning(

@@ -106,3 +106,36 @@ def test_a_deferrable_create_waits_out_the_quota_then_creates_once(quota_gong, r
     values = xcoms(dag_run)
     assert values[("create", -1, "meeting_id")] == created.meeting_id
     assert values[("create", -1, "gong_outcome")] == "created"
+
+
+def test_a_spent_daily_budget_defers_until_the_reset_and_the_resume_sends_each_row_once(
+    warehouse, gong_standin, monkeypatch, tmp_path, capsys
+):
+    """The shared budget (daily_quota=3) runs out at row 4: the start line said the run would not fit,
+    the batch defers until the next UTC midnight, and once the budget allows (raised here, as a new day
+    would) the resume sends rows 4 and 5, each once; the summary adds up both legs."""
+    seed(warehouse, demo_rows(5, bad=False))
+
+    def connect(budget: int) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_GONG_DEFAULT",
+            gong_standin.connection_json(
+                rate_limit_per_second=500, daily_quota=budget, quota_dir=str(tmp_path / "quota")
+            ),
+        )
+
+    connect(3)
+    op = operator(warehouse, deferrable=True)
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    said = capsys.readouterr().out  # the operator's own log lines
+    assert "0 of 3 calls used, 3 left" in said and "does NOT fit" in said
+    deferred = info.value
+    midnight = pendulum.now("UTC").add(days=1).start_of("day")
+    assert abs((deferred.trigger.moment - midnight).total_seconds()) < 5
+    assert gong_standin.created_count() == 3 and deferred.kwargs["earlier"]["created"] == 3
+    connect(10)
+    summary = op.execute_complete({}, event=None, **deferred.kwargs)
+    assert (summary["created"], summary["deferrals"], summary["gong_calls"]) == (5, 1, 2)
+    assert gong_standin.created_count() == 5 and gong_standin.duplicates() == {}
+    assert summary["quota_left"] == 10 - 5

@@ -509,13 +509,15 @@ def test_a_drip_fed_answer_ends_at_the_deadline(monkeypatch):
 
 def test_null_extras_as_the_ui_form_saves_them_mean_the_defaults(monkeypatch, requests_mock):
     names = "auth_type access_token timeout connect_timeout deadline rate_limit_per_second max_retry_wait"
-    nulls = dict.fromkeys([*names.split(), "max_attempts"])
+    quota = "daily_quota quota_backend quota_dir quota_conn_id"
+    nulls = dict.fromkeys([*names.split(), "max_attempts", *quota.split()])
     hook = make_hook(monkeypatch, extra={**nulls, "timeout": ""})
     requests_mock.get(f"{BASE}/v2/users", json={"users": []})
     hook.request("GET", "/v2/users")
     settings = hook.settings
     assert (settings.auth_type, settings.timeout, settings.max_retry_wait) == ("basic", 30.0, 60.0)
     assert (settings.max_attempts, settings.total_deadline) == (5, 40.0)
+    assert (settings.daily_quota, settings.quota_backend, settings.quota_conn_id) == (10_000, "local", None)
 
 
 @pytest.mark.parametrize("auth_type, expected", [("auto", "Bearer"), (None, "Bearer"), ("basic", "Basic")])

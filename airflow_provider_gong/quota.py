@@ -1,0 +1,538 @@
+"""One Gong quota for every task: a limiter whose state every process of a Gong account shares.
+
+Gong's limit is per company: 3 calls/s and 10,000 calls per day, shared by every integration. A
+limiter per hook lets every task, mapped task instance and concurrent DAG run take the full rate for
+itself (and each new hook's first call go out at once), so they overrun Gong together. Here the
+pacing state (:class:`~airflow_provider_gong.pacing.Schedule`: the next free slot and the latest grant
+times) and the day's call count live in a store every task of the account sees, keyed by the account
+(host plus a hash of the credential identity, never a secret):
+
+- ``local`` (default): a SQLite file under ``$AIRFLOW_HOME/gong_quota/``, for every task on one
+  machine; cross-process safe through SQLite's own locking (``BEGIN IMMEDIATE``), no new dependency.
+  The schedule runs on the machine's monotonic clock, which every process shares and which is never
+  stepped; the wall clock can be (on the VM this was measured on it ran 0.5 % faster than the
+  monotonic clock, enough to eat the window guard's margin).
+- ``sql``: a row in table ``gong_quota`` of a PostgreSQL database reached through an Airflow
+  connection (``SELECT ... FOR UPDATE``), for workers on several machines. Its clock is the
+  database's, so workers whose clocks disagree still agree on the schedule; as that is a wall clock,
+  its window guard is 5 ms longer (:attr:`SqlStore.clock_allowance`).
+- ``memory``: per process (tests, or a single long-running process).
+
+Every call is a reservation: one short transaction reads the state, takes the next slot at or after
+now, counts the call against the UTC day's budget and commits; the caller then sleeps until its slot
+outside the transaction. A process killed after reserving wastes one slot, nothing more. A spent
+budget raises :class:`~airflow_provider_gong.exceptions.GongQuotaExhaustedError` at once instead of
+sleeping for hours.
+
+Why not pyrate-limiter (4.5.0 evaluated): its SQLite and PostgreSQL buckets keep one row per call in a
+sliding-window log that every acquire counts, and a blocked caller sleeps and retries the whole check
+(polling, not a reservation), so there is neither even spacing nor an order among waiting processes;
+its calendar-aligned ``FixedWindow`` (a UTC-day budget) is a per-bucket algorithm, so the per-second
+and the daily limit would sit in two buckets checked in two transactions, and a call could take a
+second's slot and then be refused by the day; cross-process SQLite needs the ``filelock`` package and
+its PostgreSQL bucket needs ``psycopg[pool]`` with a pool of its own (not the Airflow connection's
+DbApiHook) and takes ``LOCK TABLE ... NOWAIT``, which refuses rather than queues under contention; a
+refused non-blocking acquire is a bare False, so telling a spent day from a busy second takes another
+query. Measured in one process, ``Rate(3, SECOND)`` grants calls in bursts of three (0.004, 0.006,
+0.008, 1.055, ... s). The reservation scheme here is a few hundred lines on the standard library's
+``sqlite3`` and the DbApiHook, so pyrate-limiter is not adopted and not a dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
+
+import pendulum
+
+from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError, GongValidationError
+from airflow_provider_gong.pacing import DEFAULT_LATE, DEFAULT_MARGIN, Schedule
+
+T = TypeVar("T")
+
+DEFAULT_DAILY_QUOTA = 10_000
+"""Gong's default calls per company per day. Counted per UTC day: Gong does not document when its
+day starts, and UTC is the one reading every worker agrees on; set ``daily_quota`` below Gong's figure
+to leave room for the company's other integrations, or above it when Gong support raised it."""
+
+BACKENDS = ("local", "sql", "memory")
+DAY = 86_400.0
+TABLE = "gong_quota"
+LOCAL_FILE = "quota.sqlite3"
+
+
+class Moment(NamedTuple):
+    """The store's clocks, read while the account's state is locked."""
+
+    #: seconds on the clock the schedule runs on, the same for every process of the store
+    pace: float
+    #: seconds since the epoch, for the UTC day the budget counts
+    wall: float
+
+
+@dataclass
+class QuotaState:
+    """What every process of one account shares. Times are on the store's schedule clock
+    (:attr:`Moment.pace`).
+
+    :param due: when the next call is due on the even schedule.
+    :param granted: the latest grant times, oldest first (see :class:`~airflow_provider_gong.pacing.
+        Schedule`).
+    :param day: the UTC day (days since the epoch) that ``used`` counts.
+    :param used: calls reserved on that day.
+    """
+
+    due: float = 0.0
+    granted: list[float] = field(default_factory=list)
+    day: int = 0
+    used: int = 0
+
+    def used_on(self, day: int) -> int:
+        """Calls counted on ``day`` (0 once the stored day is over)."""
+        return self.used if self.day >= day else 0
+
+    @staticmethod
+    def pack(times: list[float]) -> bytes:
+        """Grant times as packed doubles: exact, and cheap to read and write on every call."""
+        return array("d", times).tobytes()
+
+    @staticmethod
+    def unpack(blob: bytes | memoryview | None) -> list[float]:
+        packed = array("d")
+        packed.frombytes(bytes(blob or b""))
+        return packed.tolist()
+
+
+Change = Callable[[QuotaState, Moment], tuple[QuotaState | None, T]]
+
+
+class QuotaStore(ABC):
+    """Where the shared state lives. :meth:`update` is the only operation that matters: it runs a
+    change on one account's state in an exclusive transaction."""
+
+    #: how the store is named in messages
+    name: str = "store"
+    #: seconds added to the window guard because the schedule's clock may run at a slightly wrong rate
+    clock_allowance: float = 0.0
+
+    @abstractmethod
+    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
+        """Run ``change(state, moment)`` while no other process can touch ``account``'s state.
+
+        ``moment`` is read from the store's clocks after the lock is held. ``change`` returns the new
+        state (None: write nothing) and a result; an exception it raises rolls everything back.
+        Returns the result and ``moment``.
+        """
+
+
+class MemoryStore(QuotaStore):
+    """State in this process only; shared by every hook of the process when it is :data:`MEMORY`.
+
+    :param clock: the schedule's clock (injectable so tests need no wall time).
+    :param wall: seconds since the epoch, for the UTC day (injectable likewise).
+    """
+
+    name = "memory (this process)"
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
+        self._wall = wall
+        self._states: dict[str, QuotaState] = {}
+        self._lock = threading.Lock()
+
+    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
+        with self._lock:
+            moment = Moment(self._clock(), self._wall())
+            state = self._states.get(account) or QuotaState()
+            new, result = change(QuotaState(state.due, list(state.granted), state.day, state.used), moment)
+            if new is not None:
+                self._states[account] = new
+            return result, moment
+
+
+MEMORY = MemoryStore()
+"""The process-wide store behind ``quota_backend="memory"``."""
+
+
+class SQLiteStore(QuotaStore):
+    """State in a SQLite file every process on the machine opens (``quota_backend="local"``).
+
+    ``BEGIN IMMEDIATE`` takes SQLite's write lock before the state is read, so two processes can
+    never reserve from the same state; a process waiting for it waits up to ``timeout`` seconds
+    (SQLite's busy handler). WAL mode with ``synchronous=NORMAL`` keeps a transaction to tens of
+    microseconds and survives any process crash; an OS crash may forget the last few calls, which
+    costs at most that many calls of the day's budget. The file must be on a local disk: network file
+    systems do not honour SQLite's locks (use ``quota_backend="sql"`` across machines).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ):
+        self.path = Path(path)
+        self.name = f"local ({self.path})"
+        self._clock = clock
+        self._wall = wall
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection inherited through fork() must not be used by the child: open one per process.
+        if self._conn is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            with contextlib.suppress(sqlite3.OperationalError):  # another process is switching it to WAL
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (account TEXT PRIMARY KEY, due REAL NOT NULL, "
+                "granted BLOB NOT NULL, day INTEGER NOT NULL, used INTEGER NOT NULL)"
+            )
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    f"SELECT due, granted, day, used FROM {TABLE} WHERE account = ?", (account,)
+                ).fetchone()
+                moment = Moment(self._clock(), self._wall())
+                state = QuotaState(row[0], QuotaState.unpack(row[1]), row[2], row[3]) if row else QuotaState()
+                new, result = change(state, moment)
+                if new is not None:
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {TABLE} (account, due, granted, day, used) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (account, new.due, QuotaState.pack(new.granted), new.day, new.used),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise
+            return result, moment
+
+
+class SqlStore(QuotaStore):
+    """State in table ``gong_quota`` of a PostgreSQL database (``quota_backend="sql"``).
+
+    The connection comes from ``BaseHook.get_hook(conn_id)`` (a common-sql DbApiHook), one per process.
+    The account's row is locked with ``SELECT ... FOR UPDATE`` (created first if absent, and the table
+    too); the clock is the database's ``clock_timestamp()``, read after the lock is held, so workers on
+    machines whose clocks disagree still share one schedule. A connection that broke is replaced once.
+    The database should be near the workers: a call that was due at once goes out one commit after
+    the time the others plan from, which the margin must cover (a late one records its send time in a
+    second transaction).
+    """
+
+    #: A wall clock may run fast or slow while NTP corrects it (0.5 % measured on a VM, where the
+    #: window guard would otherwise shrink from 1.006 s to 1.001 s); 5 ms per window covers that.
+    clock_allowance = 0.005
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        self.name = f"sql (connection {conn_id!r}, table {TABLE})"
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        from airflow.sdk import BaseHook
+
+        from airflow_provider_gong.sync.sql import dialect
+
+        hook = BaseHook.get_hook(self.conn_id)
+        if not hasattr(hook, "get_conn") or not dialect(hook).startswith("postgres"):
+            kind = getattr(hook, "conn_type", None) or type(hook).__name__
+            raise GongValidationError(
+                f"quota_conn_id {self.conn_id!r} is a {kind} connection; quota_backend 'sql' needs "
+                "PostgreSQL (use 'local' for the tasks of one machine)"
+            )
+        conn = hook.get_conn()
+        conn.autocommit = False
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (account VARCHAR(200) PRIMARY KEY, "
+                "due DOUBLE PRECISION NOT NULL, granted BYTEA NOT NULL, day INTEGER NOT NULL, "
+                "used INTEGER NOT NULL)"
+            )
+            conn.commit()
+        except Exception:
+            # Two processes creating it at once: one of them loses on the catalog's unique index.
+            conn.rollback()
+            cur.execute(f"SELECT 1 FROM {TABLE} WHERE 1 = 0")
+            conn.rollback()
+        finally:
+            cur.close()
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
+        with self._lock:
+            try:
+                return self._update(account, change)
+            except GongError:
+                raise
+            except Exception:
+                if self._conn is None or not getattr(self._conn, "closed", False):
+                    raise
+                self._conn = None  # the server went away: one fresh connection, then give up
+                return self._update(account, change)
+
+    def _update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            select = f"SELECT due, granted, day, used FROM {TABLE} WHERE account = %s FOR UPDATE"
+            cur.execute(select, (account,))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(
+                    f"INSERT INTO {TABLE} (account, due, granted, day, used) VALUES (%s, 0, %s, 0, 0) "
+                    "ON CONFLICT (account) DO NOTHING",
+                    (account, b""),
+                )
+                cur.execute(select, (account,))
+                row = cur.fetchone()
+            due, granted, day, used = _values(row)
+            # Read after the row lock is held: a caller that queued for it plans from the real now.
+            cur.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
+            now = float(_values(cur.fetchone())[0])
+            moment = Moment(now, now)
+            new, result = change(
+                QuotaState(float(due), QuotaState.unpack(granted), int(day), int(used)), moment
+            )
+            if new is not None:
+                cur.execute(
+                    f"UPDATE {TABLE} SET due = %s, granted = %s, day = %s, used = %s WHERE account = %s",
+                    (new.due, QuotaState.pack(new.granted), new.day, new.used, account),
+                )
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the connection itself is gone; update() replaces it
+                conn.rollback()
+            raise
+        finally:
+            cur.close()
+        return result, moment
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row as a tuple, also from a connection whose extras ask for dict rows."""
+    return tuple(row.values()) if hasattr(row, "values") else tuple(row)
+
+
+_STORES: dict[tuple[str, str], QuotaStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def default_quota_dir() -> Path:
+    """``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
+    default is ``~/airflow``)."""
+    return Path(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")) / "gong_quota"
+
+
+def store_for(backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None) -> QuotaStore:
+    """The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
+    so every hook of the process shares its connection too."""
+    if backend == "memory":
+        return MEMORY
+    if backend == "local":
+        where = str(Path(os.path.expanduser(quota_dir)) if quota_dir else default_quota_dir())
+        key = ("local", os.path.abspath(os.path.join(where, LOCAL_FILE)))
+        factory: Callable[[], QuotaStore] = lambda: SQLiteStore(key[1])  # noqa: E731
+    elif backend == "sql":
+        if not quota_conn_id:
+            raise GongValidationError(
+                "quota_backend 'sql' needs quota_conn_id: the Airflow connection to keep it in"
+            )
+        key = ("sql", quota_conn_id)
+        factory = lambda: SqlStore(quota_conn_id)  # noqa: E731
+    else:
+        raise GongValidationError(f"quota_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = factory()
+        return store
+
+
+def account_key(base_url: str, *, auth_type: str, access_key: str | None, access_token: str | None) -> str:
+    """The name an account's state is kept under: ``host/hash``.
+
+    Gong's quota belongs to the company, which the hook knows only as host + credential: host and
+    access key for basic auth, host and token for bearer. The credential part is a sha256 prefix, so
+    the store holds no secret (nor the access key), and two connection ids for the same account share
+    one state, whatever their other extras.
+    """
+    host = (urlsplit(base_url).netloc or base_url).lower()
+    identity = f"{base_url.lower()}\n{auth_type}\n{access_token if auth_type == 'bearer' else access_key}"
+    return f"{host}/{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+
+
+def _utc(seconds: float) -> datetime.datetime:
+    return pendulum.from_timestamp(seconds, tz="UTC")
+
+
+class QuotaLimiter:
+    """Paces and counts the calls of one Gong account on a shared :class:`QuotaStore`.
+
+    :meth:`acquire` reserves the next slot (:class:`~airflow_provider_gong.pacing.Schedule`) and
+    counts the call against the UTC day's budget in one transaction, then sleeps until the slot
+    outside it. Thread-safe (the store serialises); every process with the same store and account
+    shares the rate and the budget.
+
+    :param store: where the state lives.
+    :param account: the key of the state (:func:`account_key`).
+    :param rate: calls per second for the account (Gong's default is 3).
+    :param daily_quota: calls per UTC day (see :data:`DEFAULT_DAILY_QUOTA`).
+    :param margin: see :data:`~airflow_provider_gong.pacing.DEFAULT_MARGIN`.
+    :param late: see :data:`~airflow_provider_gong.pacing.DEFAULT_LATE`.
+    :param clock: this process's monotonic seconds (injectable so tests need no wall time).
+    :param sleep: sleeps the given seconds (injectable likewise).
+    """
+
+    def __init__(
+        self,
+        store: QuotaStore,
+        account: str,
+        rate: float,
+        *,
+        daily_quota: int = DEFAULT_DAILY_QUOTA,
+        margin: float = DEFAULT_MARGIN,
+        late: float = DEFAULT_LATE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if daily_quota < 1:
+            raise ValueError(f"daily_quota must be >= 1 calls per day, got {daily_quota!r}")
+        self.store = store
+        self.account = account
+        self.schedule = Schedule(rate, margin=margin + store.clock_allowance, late=late)
+        self.daily_quota = int(daily_quota)
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def rate(self) -> float:
+        return self.schedule.rate
+
+    def acquire(self) -> float:
+        """Wait for this call's slot. Returns the seconds slept.
+
+        :raises GongQuotaExhaustedError: the day's budget is spent (nothing is reserved or slept).
+        :raises GongError: the store failed; no call was made.
+        """
+        slept, counted = 0.0, False
+        while True:
+            seen: list[float] = []
+            slot, moment = self._transact(partial(self._reserve, counted=counted, seen=seen))
+            counted = True
+            # The slot on this process's clock, from the moment the store's clock was read: the commit
+            # that follows (a round trip or two to PostgreSQL) must not move the call later unnoticed.
+            target = seen[-1] + (slot - moment.pace)
+            wait = target - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+                slept += wait
+            if self._clock() - target <= self.schedule.late or not self.schedule.exact:
+                return slept
+            # Woke later than the others planned around: record the real send time (once: the call
+            # then goes out one commit after it), or, when a later call was already planned from this
+            # slot, leave the slot unused and take another.
+            if self._transact(partial(self._confirm, slot=slot))[0]:
+                return slept
+
+    def _reserve(
+        self, state: QuotaState, moment: Moment, counted: bool, seen: list[float]
+    ) -> tuple[QuotaState, float]:
+        seen.append(self._clock())  # as close to the store's moment as this process can see it
+        slot, due, granted = self.schedule.reserve(state.due, state.granted, moment.pace)
+        # Gong counts the call on the day it arrives: the slot's day, which may be after midnight.
+        day = int((moment.wall + slot - moment.pace) // DAY)
+        new_day = day > state.day
+        used = 0 if new_day else state.used
+        if not counted or new_day:
+            if used >= self.daily_quota:
+                raise self._exhausted(used, (max(day, state.day) + 1) * DAY, moment.wall)
+            used += 1
+        return QuotaState(due, granted, max(day, state.day), used), slot
+
+    def _confirm(self, state: QuotaState, moment: Moment, slot: float) -> tuple[QuotaState | None, bool]:
+        granted = self.schedule.confirm(state.granted, slot, moment.pace)
+        if granted is None:
+            return None, False
+        return QuotaState(state.due, granted, state.day, state.used), True
+
+    def _exhausted(self, used: int, resets: float, now: float) -> GongQuotaExhaustedError:
+        resume_at = _utc(resets)
+        retry_after = max(0.0, resets - now)
+        hours, rest = divmod(int(retry_after + 0.5), 3600)
+        host = self.account.split("/", 1)[0]
+        return GongQuotaExhaustedError(
+            f"The daily Gong call budget for {host} is spent: {used} of {self.daily_quota} calls used today "
+            f"(UTC). It resets at {resume_at:%Y-%m-%d %H:%M} UTC, in {hours} h {rest // 60} min; no call "
+            "was made. Let Airflow retry the task after that, or raise the connection's daily_quota if "
+            "Gong support raised your company's quota.",
+            retry_after=retry_after,
+            resume_at=resume_at,
+            used=used,
+            budget=self.daily_quota,
+        )
+
+    def _transact(self, change: Change[T]) -> tuple[T, Moment]:
+        try:
+            return self.store.update(self.account, change)
+        except GongError:
+            raise
+        except Exception as exc:
+            raise GongError(
+                f"The shared Gong quota ({self.store.name}) could not be used: {type(exc).__name__}: {exc}. "
+                "No call was made to Gong."
+            ) from exc
+
+    def usage(self) -> tuple[int, int]:
+        """(calls counted today, UTC, across every process of the account; the daily budget)."""
+        state, moment = self._transact(lambda state, moment: (None, state))
+        return state.used_on(int(moment.wall // DAY)), self.daily_quota
+
+    def status(self) -> dict[str, Any]:
+        """Today's budget: ``used``, ``budget``, ``left`` and ``resets_at`` (UTC midnight, pendulum)."""
+        state, moment = self._transact(lambda state, moment: (None, state))
+        today = int(moment.wall // DAY)
+        used = state.used_on(today)
+        return {
+            "used": used,
+            "budget": self.daily_quota,
+            "left": max(0, self.daily_quota - used),
+            "resets_at": _utc((max(today, state.day) + 1) * DAY),
+        }

@@ -1,0 +1,67 @@
+"""One quota across Airflow tasks: the mapped example DAG (a task, and a new hook, per meeting) and two
+batch runs at once stay within Gong's rate against a stand-in that refuses any call beyond it in a
+sliding second (before the shared quota, each hook paced only itself and every first call was free)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from airflow_provider_gong.testing import GongStandIn
+from airflow_provider_gong.testing.warehouse import demo_rows
+from tests.conftest import EXAMPLE_DAGS
+from tests.integration.helpers import finish, seed, start_runners
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def strict_gong(monkeypatch, tmp_path):
+    def make(rate: float) -> GongStandIn:
+        standin = GongStandIn(rate_limit_per_second=rate, strict_window=True).start()
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_GONG_DEFAULT",
+            standin.connection_json(rate_limit_per_second=rate, quota_dir=str(tmp_path / "quota")),
+        )
+        started.append(standin)
+        return standin
+
+    started: list[GongStandIn] = []
+    yield make
+    for standin in started:
+        standin.stop()
+
+
+def _answers(standin: GongStandIn) -> list[int]:
+    return [entry[2] for entry in standin.log if not entry[1].startswith("/_standin")]
+
+
+# Known gap (issue 10 stays open for it): a new process's or new hook's first request can leave its
+# slot later than the 6 ms window guard allows for (a new connection, cold code: 8-13 ms measured on a
+# loaded 2-CPU machine), so about one run in two or three still meets a single 429, which the hook
+# waits out. Without the shared quota these runs met a 429 on most calls after the first few.
+AT_MOST_429 = 1
+
+
+def test_the_mapped_example_keeps_the_rate_across_its_tasks(strict_gong, tmp_path, monkeypatch, run_dag):
+    gong = strict_gong(3.0)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "m.db")})
+    )
+    seed({"table": "meetings_to_schedule", "timestamp_type": "TIMESTAMP"}, demo_rows(9, bad=False))
+    dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["gong_meetings_mapped"]
+    assert run_dag(dag).state == "success"
+    assert gong.created_count() == 9 and gong.duplicates() == {}
+    assert _answers(gong).count(429) <= AT_MOST_429
+
+
+def test_two_batches_at_once_share_the_rate(strict_gong, warehouse, tmp_path):
+    gong = strict_gong(10.0)
+    seed(warehouse, demo_rows(30, bad=False))
+    procs, go = start_runners(tmp_path, warehouse, 2)
+    go.touch()
+    summaries = finish(procs)
+    assert sum(s["created"] for s in summaries) == 30 and gong.duplicates() == {}
+    assert _answers(gong).count(429) <= AT_MOST_429
