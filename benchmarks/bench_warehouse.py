@@ -260,7 +260,7 @@ def main() -> None:
 
         standin = GongStandIn(port=0, rate_limit_per_second=None).start()
         try:
-            gong = standin.connection_json(rate_limit_per_second=1000)
+            gong = standin.connection_json(rate_limit_per_second=1000, daily_quota=1_000_000)
             sizes = [100, 10_000] if args.quick else [100, 100_000]
             peaks = {n: _run("memory-cell", {"rows": n, "gong": gong}, ROOT)["peak_mib"] for n in sizes}
         finally:

@@ -33,9 +33,11 @@ def warehouse(request, tmp_path, monkeypatch):
 
 @pytest.fixture
 def fast_gong(gong_standin, monkeypatch):
-    """The stand-in, with a connection that paces fast so tests do not wait on Gong's 3/s."""
+    """The stand-in, with a connection that paces fast so tests do not wait on Gong's 3/s (and whose
+    daily budget does not end a 10,000-row test: that is exactly Gong's default day)."""
     monkeypatch.setenv(
-        "AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=5)
+        "AIRFLOW_CONN_GONG_DEFAULT",
+        gong_standin.connection_json(rate_limit_per_second=500, max_retry_wait=5, daily_quota=1_000_000),
     )
     return gong_standin
 
