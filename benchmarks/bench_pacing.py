@@ -55,7 +55,7 @@ from airflow_provider_gong.exceptions import GongError  # noqa: E402
 from airflow_provider_gong.hooks.gong import GongHook  # noqa: E402
 from airflow_provider_gong.pacing import DEFAULT_MARGIN  # noqa: E402
 from airflow_provider_gong.quota import QuotaLimiter, SQLiteStore  # noqa: E402
-from airflow_provider_gong.testing.standin import GongStandIn  # noqa: E402
+from airflow_provider_gong.testing.standin import GongStandIn, max_in_sliding_window  # noqa: E402
 
 CONN_ID = "gong_bench_pacing"
 ACCESS_KEY, ACCESS_KEY_SECRET = "standin-key", "standin-secret-value"  # the stand-in's defaults
@@ -153,17 +153,6 @@ class Result:
     refused: int
     failed: int
     wall: float
-
-
-def max_in_sliding_window(times: list[float], window: float = 1.0) -> int:
-    """Most calls inside any half-open window [t, t + window), as a strict limiter counts them."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def run(rate: float, calls: int, bucket: Callable[[float], object], server: str, retry_after: int) -> Result:

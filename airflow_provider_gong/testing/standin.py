@@ -551,3 +551,16 @@ def _meeting_problems(data: Any) -> list[str]:
         if name in data and data[name] is not None and not isinstance(data[name], str):
             problems.append(f"{name} must be a string")
     return problems
+
+
+def max_in_sliding_window(times: list[float], window: float = 1.0) -> int:
+    """Most calls inside any half-open window [t, t + window): what ``strict_window`` mode (and a
+    strict server) compares with its limit; it refuses a call when ``limit`` calls came less than
+    1 s before. For tests and benchmarks that check a client's pacing from the server's side."""
+    ordered = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.pacing import Schedule
 from airflow_provider_gong.quota import MemoryStore, QuotaLimiter
+from airflow_provider_gong.testing.standin import max_in_sliding_window
 
 
 class FakeClock:
@@ -115,18 +116,6 @@ class JitteryClock(FakeClock):
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds + self.rng.uniform(0.0, self.oversleep)
-
-
-def max_in_sliding_window(times: list[float], window: float = 1.0) -> int:
-    """Most calls inside any half-open window [t, t + window): what a strict sliding-window limiter
-    compares with its limit (it refuses a call when ``limit`` calls arrived less than 1 s before)."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def run_with_jitter(
