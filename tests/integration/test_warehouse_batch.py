@@ -234,6 +234,14 @@ def test_task_killed_mid_batch_then_rerun_loses_nothing_and_duplicates_nothing(
 
 
 def test_ten_thousand_rows_stream_in_bounded_pages(tmp_path, monkeypatch, fast_gong):
+    # 10,000 calls is Gong's whole default day: a budget and a quota directory of its own, so neither
+    # the default nor calls counted by an earlier stand-in on a reused port can end it.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GONG_DEFAULT",
+        fast_gong.connection_json(
+            rate_limit_per_second=500, daily_quota=1_000_000, quota_dir=str(tmp_path / "quota")
+        ),
+    )
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "big.db")})
     )
