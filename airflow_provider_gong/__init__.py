@@ -50,21 +50,41 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["schema", "port"],
                     "relabeling": {
                         "host": "API base URL",
-                        "login": "Access key",
-                        "password": "Access key secret",
+                        "login": "Access key / OAuth client ID",
+                        "password": "Access key secret / OAuth client secret",
                     },
                     "placeholders": {
                         "host": "https://api.gong.io (or your company host, e.g. us-12345.api.gong.io)",
-                        "login": "Gong access key (basic auth)",
-                        "password": "Gong access key secret (basic auth)",
+                        "login": "Gong access key (basic auth) or the OAuth app's client ID (oauth)",
+                        "password": "Gong access key secret (basic auth) or the OAuth client secret (oauth)",
                     },
                 },
                 "conn-fields": {
                     "auth_type": {
                         "label": "Auth type",
-                        "description": "auto: bearer when an access token is set, else basic; basic: "
-                        "access key + secret; bearer: OAuth access token.",
-                        "schema": {"type": "string", "enum": ["auto", "basic", "bearer"], "default": "auto"},
+                        "description": "auto: oauth when a refresh token is set, else bearer when an access "
+                        "token is set, else basic; basic: access key + secret; bearer: a fixed access "
+                        "token; oauth: client ID + secret (login/password) and a refresh token, refreshed "
+                        "and shared by every task through the quota backend's token store.",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["auto", "basic", "bearer", "oauth"],
+                            "default": "auto",
+                        },
+                    },
+                    "refresh_token": {
+                        "label": "OAuth refresh token",
+                        "description": "oauth: the refresh token from authorising the Gong app. Used once, "
+                        "then Gong's rotated tokens are kept in the token store (Quota backend: use sql "
+                        "when tasks run on several machines). Put a new one here after re-authorising.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "token_url": {
+                        "label": "OAuth token URL",
+                        "description": "oauth: Gong's token endpoint. Default "
+                        "https://app.gong.io/oauth2/generate-customer-token. API calls go to the token's "
+                        "api_base_url_for_customer, whatever the API base URL says.",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "access_token": {
                         "label": "Bearer access token",

@@ -4,6 +4,7 @@ Every error derives from :class:`GongError`, so callers can catch one root. Erro
 fix (bad input, 400/401/403/404/409, and a create whose outcome is unknown) also derive from
 :class:`~airflow.sdk.exceptions.AirflowFailException`: Airflow then fails the task at once instead of
 burning its retries, wherever the error is raised (operator, ``@task`` code, batch).
+(AirflowFailException is the class this Airflow's task runner catches: see ``_compat``.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_provider_gong._compat import AirflowException, AirflowFailException
 
 
 class GongError(AirflowException):

@@ -8,8 +8,8 @@ from airflow.providers.common.compat.sdk import XCom
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey  # the key BaseOperatorLink.get_link is declared with
 
 MEETING_URL_KEY = "meeting_url"
 

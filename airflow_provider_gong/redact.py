@@ -10,9 +10,12 @@ each form a credential can take there: raw, ``key:secret``, base64, and URL-enco
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
+
+_T = TypeVar("_T")
 
 MASK = "***"
 #: Shorter values would redact innocent text; Airflow's masker draws the same line.
@@ -23,25 +26,46 @@ class Redactor:
     """Replace every known form of the given secrets with ``***``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
+        self._forms: list[str] = []
+        self._lock = threading.Lock()
         for secret in secrets:
-            if not secret or len(secret) < MIN_SECRET_LENGTH:
-                continue
-            forms.update({secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()})
-        # Longest first, so "key:secret" goes before "secret" and nothing is left half-masked.
-        self._forms = sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        """Also redact ``secret`` from now on: OAuth access and refresh tokens rotate while a hook lives."""
+        if not secret or len(secret) < MIN_SECRET_LENGTH:
+            return
+        new = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+        with self._lock:
+            if new <= set(self._forms):
+                return
+            forms = set(self._forms) | {f for f in new if len(f) >= MIN_SECRET_LENGTH}
+            # Longest first, so "key:secret" goes before "secret" and nothing is left half-masked. A new
+            # list, swapped in whole, so a redaction running in another thread never sees half of it.
+            self._forms = sorted(forms, key=len, reverse=True)
 
     @classmethod
     def for_credentials(
-        cls, *, access_key: str | None, access_key_secret: str | None, access_token: str | None
+        cls,
+        *,
+        access_key: str | None,
+        access_key_secret: str | None,
+        access_token: str | None,
+        refresh_token: str | None = None,
     ) -> Redactor:
         pair = f"{access_key or ''}:{access_key_secret}" if access_key_secret else None
-        return cls([s for s in (access_key_secret, access_token, pair) if s])
+        return cls([s for s in (access_key_secret, access_token, pair, refresh_token) if s])
 
+    # Text comes back as text; anything else (None, a number) comes back unchanged.
+    @overload
+    def __call__(self, value: str) -> str: ...
+    @overload
+    def __call__(self, value: _T) -> _T: ...
     def __call__(self, value: Any) -> Any:
-        if not isinstance(value, str) or not self._forms:
+        forms = self._forms
+        if not isinstance(value, str) or not forms:
             return value
-        for form in self._forms:
+        for form in forms:
             if form in value:
                 value = value.replace(form, MASK)
         return value

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -40,6 +41,8 @@ class _Call:
         self.sock: socket.socket | None = None
         self.fired = False
         self.done = False
+        #: when the request was last written out (this process's monotonic clock), for the quota
+        self.sent_at: float | None = None
 
     def attach(self, sock: socket.socket | None) -> None:
         with self.lock:
@@ -67,13 +70,21 @@ def _attach(sock: Any) -> None:
         call.attach(sock)
 
 
+def _sent(sock: Any) -> None:
+    """The request has been written (urllib3 asks for the answer right after); see QuotaLimiter.sent."""
+    call: _Call | None = getattr(_local, "call", None)
+    if call is not None:
+        call.sent_at = time.monotonic()
+        call.attach(sock)
+
+
 class _TrackedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
         _attach(self.sock)
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self.sock)  # a reused keep-alive connection never calls connect()
+        _sent(self.sock)  # a reused keep-alive connection never calls connect()
         return super().getresponse(*args, **kwargs)
 
 
@@ -83,7 +94,7 @@ class _TrackedHTTPSConnection(HTTPSConnection):
         _attach(self.sock)
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self.sock)
+        _sent(self.sock)
         return super().getresponse(*args, **kwargs)
 
 
@@ -164,10 +175,48 @@ class DeadlineAdapter(HTTPAdapter):
         manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
 
+    def preconnect(self, session: requests.Session, url: str, *, timeout: float) -> bool:
+        """Open the connection the next call to ``url`` will use, unless one is open already.
+
+        The hook calls this before it takes the call's slot in the shared quota, so that the slot is
+        followed at once by the request itself: a new connection (TCP, TLS, a proxy's CONNECT: round
+        trips to Gong) opened after the slot would make the call reach Gong later than the slot the
+        other tasks planned around, and a strict limiter would count it in the next call's second.
+        Each new hook's first call, which is every call of a mapped task, would pay for it. Through a
+        proxy the connection is left to the call (urllib3 sets the tunnel up inside its request path).
+
+        Returns whether a connection is open. Any failure is left for the call itself to meet and
+        report (it tells "never sent" from "may have arrived"); the cost is that a host that never
+        answers is waited for twice (``timeout`` here, then the call's own connect timeout).
+        """
+        pool = conn = None
+        try:
+            request = requests.Request("GET", url).prepare()
+            pool = self.get_connection_with_tls_context(
+                request, session.verify, proxies=session.proxies, cert=session.cert
+            )
+            if pool.proxy is not None:
+                return False  # a tunnel is set up inside urllib3's request path: left to the call
+            # urllib3 has no public "open a pooled connection now"; these two are what its own
+            # urlopen uses to borrow and return one (the pool never blocks: requests' pools don't).
+            conn = pool._get_conn()
+            if not conn.is_connected:
+                conn.timeout = timeout
+                conn.connect()
+            return True
+        except Exception:
+            if conn is not None:
+                conn.close()
+            return False
+        finally:
+            if pool is not None and conn is not None:
+                pool._put_conn(conn)
+
     @staticmethod
     @contextlib.contextmanager
-    def deadline(seconds: float) -> Iterator[None]:
-        """Bound the HTTP call made inside this block to ``seconds`` in total.
+    def deadline(seconds: float) -> Iterator[_Call]:
+        """Bound the HTTP call made inside this block to ``seconds`` in total; yields the call (whose
+        ``sent_at`` says when its request was written out).
 
         :raises DeadlineExceeded: when the deadline fired, whether the call failed because of it or
             seemed to succeed: a socket shut down inside the header block reads as the end of the
@@ -177,7 +226,7 @@ class DeadlineAdapter(HTTPAdapter):
         _local.call = call
         _WATCHDOG.arm(seconds, call)
         try:
-            yield
+            yield call
         except Exception as exc:
             if call.fired:
                 raise DeadlineExceeded(f"no complete answer within {seconds:g} s") from exc

@@ -25,7 +25,7 @@ Each configuration runs ``--repeat`` times (fresh server each time); the table s
 It only prints: nothing here asserts a timing.
 
     .venv/bin/python benchmarks/bench_pacing.py [--quick] [--rates 3 50] [--calls 60 1000] [--repeat 3]
-        [--margin 0.005] [--server strict|bucket|off] [--retry-after 1]
+        [--margin 0.008] [--server strict|bucket|off] [--retry-after 1]
 """
 
 from __future__ import annotations

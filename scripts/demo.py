@@ -58,8 +58,9 @@ def main() -> int:
     with GongStandIn() as standin:
         os.environ["AIRFLOW_CONN_GONG_DEFAULT"] = standin.connection_json()
         print(f"Gong stand-in running at {standin.url}")
-        from airflow.dag_processing.dagbag import DagBag
         from airflow.utils.db import initdb
+
+        from airflow_provider_gong._compat import DagBag  # its module moved in Airflow 3.2
 
         initdb()
         seed()

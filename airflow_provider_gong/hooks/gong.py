@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import os
 import re
 import time
@@ -21,6 +22,7 @@ from tenacity import Retrying
 
 from airflow_provider_gong import __version__
 from airflow_provider_gong.exceptions import (
+    GongAuthError,
     GongConnectionError,
     GongError,
     GongMeetingMayExistError,
@@ -30,8 +32,15 @@ from airflow_provider_gong.exceptions import (
     error_from_response,
 )
 from airflow_provider_gong.meetings import Meeting, MeetingResult
+from airflow_provider_gong.oauth import (
+    DEFAULT_TOKEN_URL,
+    AccessToken,
+    OAuthClient,
+    masked_forms,
+    token_store_for,
+)
 from airflow_provider_gong.pacing import retrying
-from airflow_provider_gong.quota import DEFAULT_DAILY_QUOTA, QuotaLimiter, account_key, store_for
+from airflow_provider_gong.quota import DEFAULT_DAILY_QUOTA, Grant, QuotaLimiter, account_key, store_for
 from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
@@ -61,10 +70,14 @@ class GongSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     base_url: str
-    auth_type: Literal["basic", "bearer"] = "basic"
+    auth_type: Literal["basic", "bearer", "oauth"] = "basic"
+    #: basic: the access key; oauth: the OAuth app's client id
     access_key: SecretStr | None = None
+    #: basic: the access key secret; oauth: the OAuth app's client secret
     access_key_secret: SecretStr | None = None
     access_token: SecretStr | None = None
+    refresh_token: SecretStr | None = Field(None, description="oauth: the refresh token the chain starts at")
+    token_url: str = Field(DEFAULT_TOKEN_URL, description="oauth: Gong's token endpoint")
     timeout: float = Field(30.0, gt=0, description="read timeout, seconds")
     connect_timeout: float = Field(10.0, gt=0)
     deadline: float | None = Field(None, gt=0, description="total seconds per call; default connect+read")
@@ -78,7 +91,7 @@ class GongSettings(BaseModel):
     max_retry_wait: float = Field(60.0, ge=0)
     max_attempts: int = Field(5, ge=1)
 
-    @field_validator("access_key", "access_key_secret", "access_token", mode="before")
+    @field_validator("access_key", "access_key_secret", "access_token", "refresh_token", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         # A value pasted with a trailing newline or space is the commonest copy-paste accident.
@@ -88,6 +101,16 @@ class GongSettings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("token_url", mode="before")
+    @classmethod
+    def _token_url(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the http(s) URL of Gong's token endpoint")
+        return value.strip()
 
     @field_validator("quota_conn_id")
     @classmethod
@@ -106,7 +129,13 @@ class GongSettings(BaseModel):
 
         Checked here, before any row of a batch is touched, so that a credential that cannot be sent
         fails the task once instead of every row (and never appears in requests' error text).
+        For OAuth the access token comes from the token endpoint (:attr:`GongHook.oauth`), not from here.
         """
+        if self.auth_type == "oauth":
+            raise GongValidationError(
+                "the Gong connection uses OAuth: its access token comes from Gong's token endpoint "
+                "(GongHook.oauth), not from the connection"
+            )
         if self.auth_type == "bearer":
             if not self.access_token or not self.access_token.get_secret_value():
                 raise GongValidationError(
@@ -124,6 +153,29 @@ class GongSettings(BaseModel):
             )
         pair = f"{self.access_key.get_secret_value()}:{self.access_key_secret.get_secret_value()}"
         return "Basic " + base64.b64encode(pair.encode()).decode()
+
+    def oauth_credentials(self) -> tuple[str, str, str]:
+        """(client id, client secret, refresh token) of an OAuth connection, checked before any call:
+        login and password hold the OAuth app's client id and secret, the extras the refresh token."""
+        missing = [
+            name
+            for name, value in (
+                ("a client id (login)", self.access_key),
+                ("a client secret (password)", self.access_key_secret),
+                ("a refresh_token in its extras", self.refresh_token),
+            )
+            if not value or not value.get_secret_value()
+        ]
+        if missing:
+            raise GongValidationError(f"the Gong connection uses OAuth but lacks {', '.join(missing)}")
+        values = (self.access_key, self.access_key_secret, self.refresh_token)
+        client_id, client_secret, refresh_token = (v.get_secret_value() for v in values if v)
+        if not _HEADER_SAFE.match(refresh_token) or ":" in client_id:
+            raise GongValidationError(
+                "the Gong connection's client id or refresh_token contains characters that cannot be sent "
+                "(a colon in the client id; spaces, line breaks or non-ASCII in the token); paste it again"
+            )
+        return client_id, client_secret, refresh_token
 
 
 def normalise_base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
@@ -189,6 +241,13 @@ class GongHook(BaseHook):
     shared quota ``daily_quota``, ``quota_backend`` (``local``/``sql``/``memory``), ``quota_dir``,
     ``quota_conn_id`` (see :mod:`airflow_provider_gong.quota`).
 
+    OAuth (``auth_type`` ``oauth``, or ``auto`` with a ``refresh_token`` extra): login = the OAuth app's
+    client id, password = its client secret, extras ``refresh_token`` and optionally ``token_url``. The
+    hook exchanges the refresh token for an access token and sends every call to the token's
+    ``api_base_url_for_customer``; Gong's single-use refresh tokens are rotated and kept in a token
+    store beside the quota (same backend), so tasks never refresh at once (see
+    :mod:`airflow_provider_gong.oauth`). A call refused with 401 is sent once more with another token.
+
     :param gong_conn_id: the Airflow connection id.
     :param timeout: read timeout in seconds; overrides the connection's extra.
     :param rate_limit_per_second: the account's calls per second, shared by every task that uses it;
@@ -208,6 +267,14 @@ class GongHook(BaseHook):
     default_conn_name = "gong_default"
     conn_type = "gong"
     hook_name = "Gong"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's relabeled and hidden fields, for Airflow 3.1 only: 3.1 asks the hook,
+        3.2+ reads the same block from ``get_provider_info()`` and then never calls this."""
+        from airflow_provider_gong._compat import hook_ui_field_behaviour
+
+        return hook_ui_field_behaviour()
 
     def __init__(
         self,
@@ -253,7 +320,7 @@ class GongHook(BaseHook):
         token = extra.get("access_token")
         auth_type = str(extra.get("auth_type") or "auto").strip().lower()
         if auth_type == "auto":
-            auth_type = "bearer" if token else "basic"
+            auth_type = "oauth" if extra.get("refresh_token") else "bearer" if token else "basic"
         base_url = normalise_base_url(conn.host, conn.schema, conn.port)
         data = {
             **extra,
@@ -271,18 +338,59 @@ class GongHook(BaseHook):
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
             )
             raise GongValidationError(f"the Gong connection for {base_url} is invalid: {problems}") from None
-        for secret in (settings.access_key_secret, settings.access_token):
+        for secret in (settings.access_key_secret, settings.access_token, settings.refresh_token):
             if secret:
-                mask_secret(secret.get_secret_value())
-        for raw in (conn.password, token):  # as stored, in case it differs from the stripped value
+                for form in masked_forms(secret.get_secret_value()):
+                    mask_secret(form)
+        for raw in (conn.password, token, extra.get("refresh_token")):  # as stored, maybe unstripped
             if isinstance(raw, str) and raw.strip():
                 mask_secret(raw)
         return settings
 
     @cached_property
+    def oauth(self) -> OAuthClient:
+        """An OAuth connection's token source: refresh-or-reuse on the token store every task of the
+        connection shares (the quota's backend; see :mod:`airflow_provider_gong.oauth`). Every token it
+        learns is masked in Airflow's logs and redacted from this hook's errors before it is used."""
+        settings = self.settings
+        client_id, client_secret, refresh_token = settings.oauth_credentials()
+        return OAuthClient(
+            token_url=settings.token_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            refresh_token=refresh_token,
+            store=token_store_for(
+                settings.quota_backend, quota_dir=settings.quota_dir, quota_conn_id=settings.quota_conn_id
+            ),
+            on_secret=self._learn_secret,
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.timeout,
+            deadline=settings.total_deadline,
+        )
+
+    def _learn_secret(self, secret: str) -> None:
+        for form in masked_forms(secret):
+            mask_secret(form)
+        self.redact.add(secret)
+
+    def _authorization(self) -> str:
+        """The Authorization header: from the connection, or for OAuth a valid access token (its API
+        host then becomes :attr:`base_url`)."""
+        if self.settings.auth_type == "oauth":
+            return self.oauth.token().authorization
+        return self.settings.authorization()
+
+    def _renew_authorization(self, rejected: AccessToken | None = None) -> None:
+        """OAuth: put a valid access token on the session before a call (cheap while the one held is
+        valid); after a 401 (``rejected``), the one another task stored or a fresh one."""
+        token = self.oauth.reauthorize(rejected) if rejected else self.oauth.token()
+        if self.session.headers.get("Authorization") != token.authorization:
+            self.session.headers["Authorization"] = token.authorization
+
+    @cached_property
     def session(self) -> requests.Session:
         """One keep-alive session per hook, with the environment read once (see ``_pin_environment``)."""
-        authorization = self.settings.authorization()
+        authorization = self._authorization()
         # Mask the derived value too: base64(key:secret) is as good as the secret itself.
         mask_secret(authorization.split(" ", 1)[1])
         session = requests.Session()
@@ -309,16 +417,20 @@ class GongHook(BaseHook):
                 settings.access_key_secret.get_secret_value() if settings.access_key_secret else None
             ),
             access_token=settings.access_token.get_secret_value() if settings.access_token else None,
+            refresh_token=settings.refresh_token.get_secret_value() if settings.refresh_token else None,
         )
 
     @cached_property
     def limiter(self) -> QuotaLimiter:
         """Paces and counts this hook's calls on the state every task of the Gong account shares: the
         account (host + credential identity, see :func:`~airflow_provider_gong.quota.account_key`), not
-        the connection id or the task, is what Gong's per-company quota belongs to."""
+        the connection id or the task, is what Gong's per-company quota belongs to. For OAuth that is
+        the token's API host and the client id, never the access token, which rotates."""
         settings = self.settings
+        if settings.auth_type == "oauth":
+            self.oauth.token()  # the API host comes with the token
         account = account_key(
-            settings.base_url,
+            self.base_url,
             auth_type=settings.auth_type,
             access_key=settings.access_key.get_secret_value() if settings.access_key else None,
             access_token=settings.access_token.get_secret_value() if settings.access_token else None,
@@ -331,7 +443,8 @@ class GongHook(BaseHook):
     def quota_status(self) -> dict[str, Any]:
         """Today's use of the account's daily budget, counted by every task that shares it:
         ``{"used", "budget", "left", "resets_at"}`` (``resets_at``: the next UTC midnight). Makes no
-        Gong call; meant for a log line at the start of a batch.
+        Gong call (an OAuth connection may first need an access token, to learn its API host); meant for
+        a log line at the start of a batch.
 
         :raises GongError: the quota store cannot be read.
         """
@@ -339,7 +452,15 @@ class GongHook(BaseHook):
 
     @property
     def base_url(self) -> str:
-        return self.settings.base_url
+        """The API base URL: the connection's host, or for OAuth the ``api_base_url_for_customer`` that
+        came with the access token (Gong refuses the token on any other host)."""
+        settings = self.settings
+        if settings.auth_type == "oauth":
+            oauth = self.__dict__.get("oauth")  # never built or refreshed here: error messages read this
+            current = oauth.current if oauth is not None else None
+            if current is not None and current.api_base_url:
+                return _customer_base_url(current.api_base_url)
+        return settings.base_url
 
     def get_conn(self) -> requests.Session:
         """The configured session (Airflow's hook protocol)."""
@@ -394,26 +515,62 @@ class GongHook(BaseHook):
         self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
     ) -> Any:
         try:
+            if self.settings.auth_type == "oauth":
+                return self._send_with_oauth(method, path, json, params, idempotent)
             return self._send_unredacted(method, path, json, params, idempotent)
         except GongError as exc:
             raise exc.redact(self.redact) from None  # before the retry log or any caller sees it
+
+    def _send_with_oauth(
+        self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
+    ) -> Any:
+        """One call with a valid OAuth access token; after a 401, once more with another one.
+
+        A 401 means Gong refused the call and did nothing, so even a create may be sent again. The
+        usual reason is a token that expired early or was revoked; the one another task stored since,
+        or a fresh one, is used. A second 401 is final.
+        """
+        self._renew_authorization()
+        used = self.oauth.current
+        try:
+            return self._send_unredacted(method, path, json, params, idempotent)
+        except GongAuthError as exc:
+            if exc.status != 401 or used is None:
+                raise
+            self.log.info("Gong refused the OAuth access token (401); trying once more with another one")
+        self._renew_authorization(rejected=used)
+        try:
+            return self._send_unredacted(method, path, json, params, idempotent)
+        except GongAuthError as exc:
+            if exc.status == 401:
+                exc.message += (
+                    " Gong refused a second, newer OAuth access token too: check the OAuth app's scopes "
+                    "and that it is authorised for this Gong company."
+                )
+                exc.redact(self.redact)  # re-renders the message
+            raise
 
     def _send_unredacted(
         self, method: str, path: str, json: Any, params: dict[str, Any] | None, idempotent: bool
     ) -> Any:
         operation = f"{method} {path}"
         session = self.session  # builds and checks the credentials: nothing is sent if they are unusable
-        self._acquire()
+        self._preconnect(session)  # before the slot: the request must follow its slot at once
+        grant = self._acquire()
         deadline = self.settings.total_deadline
         try:
-            with DeadlineAdapter.deadline(deadline):
-                response = session.request(
-                    method,
-                    self.base_url + path,
-                    json=json,
-                    params=params,
-                    timeout=(self.settings.connect_timeout, self.settings.timeout),
-                )
+            with DeadlineAdapter.deadline(deadline) as call:
+                try:
+                    response = session.request(
+                        method,
+                        self.base_url + path,
+                        json=json,
+                        params=params,
+                        timeout=(self.settings.connect_timeout, self.settings.timeout),
+                    )
+                finally:
+                    if call.sent_at is not None:  # written out, whatever came back
+                        self.limiter.sent(grant, call.sent_at)
             if not 200 <= response.status_code < 300:
                 return self._raise_for_status(response, operation, idempotent)
             self.log.debug("%s -> %s", operation, response.status_code)
@@ -434,11 +591,17 @@ class GongHook(BaseHook):
             raise GongMeetingMayExistError(message + "; the meeting may exist.", status=response.status_code)
         return body
 
-    def _acquire(self) -> None:
+    def _preconnect(self, session: requests.Session) -> None:
+        adapter = session.get_adapter(self.base_url)
+        if isinstance(adapter, DeadlineAdapter):  # not a test's mock transport
+            adapter.preconnect(session, self.base_url, timeout=self.settings.connect_timeout)
+
+    def _acquire(self) -> Grant:
         """Wait for this call's slot in the account's shared quota (the one pacing path)."""
         try:
-            self.limiter.acquire()
+            grant = self.limiter.take()
             self.calls += 1  # a slot taken is a call counted against the quota
+            return grant
         except GongQuotaExhaustedError as exc:
             # Like a 429's Retry-After: a budget that resets within max_retry_wait (the last seconds
             # before UTC midnight) is waited out by the retry policy; a longer wait fails now.
@@ -581,21 +744,44 @@ class GongHook(BaseHook):
         return users
 
     def test_connection(self) -> tuple[bool, str]:
-        """One authenticated GET /v2/users; the message says what is wrong when it fails."""
+        """One authenticated GET /v2/users; the message says what is wrong when it fails.
+
+        For OAuth, the access token is got first (reused from the token store, or refreshed), so the
+        message tells a refused refresh token or client apart from a refused API call.
+        """
+        step = ""
         try:
+            if self.settings.auth_type == "oauth":
+                step = f"Getting an OAuth access token from {self.settings.token_url} failed: "
+                self.oauth.token()
+                step = "The OAuth access token was obtained, but the API call failed: "
             body = self.request("GET", "/v2/users", max_attempts=1)
         except GongError as exc:
-            return False, str(exc)
+            return False, self._redact_safely(step + str(exc))
         except Exception as exc:
-            return False, str(self._redact_safely(f"{type(exc).__name__}: {exc}"))
+            return False, str(self._redact_safely(f"{step}{type(exc).__name__}: {exc}"))
         count = len(body.get("users") or []) if isinstance(body, dict) else 0
-        return True, f"Connected to Gong at {self.base_url} ({count} users on the first page)."
+        how = ""
+        current = self.oauth.current if self.settings.auth_type == "oauth" else None
+        if current is not None:
+            how = f" with an OAuth access token valid until {_utc_text(current.expires_at)}"
+        return True, f"Connected to Gong at {self.base_url}{how} ({count} users on the first page)."
 
     def _redact_safely(self, text: str) -> str:
         try:
             return self.redact(text)
         except Exception:  # the settings themselves are broken: the text cannot hold a working secret
             return text
+
+
+def _utc_text(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+@functools.lru_cache(maxsize=16)
+def _customer_base_url(url: str) -> str:
+    """An OAuth token's ``api_base_url_for_customer``, in the form the hook sends calls to."""
+    return normalise_base_url(url)
 
 
 def _pin_environment(session: requests.Session, base_url: str) -> None:

@@ -16,6 +16,7 @@ import pendulum
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gong import DEFAULT_CONN_ID
+from airflow_provider_gong._compat import task_state_store
 from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, may_defer
 from airflow_provider_gong.exceptions import (
     GongError,
@@ -29,6 +30,7 @@ from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_gong.lineage import Lineage
     from airflow_provider_gong.meetings import MeetingResult
     from airflow_provider_gong.rules import MeetingLimits
 
@@ -137,7 +139,7 @@ class GongCreateMeetingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         try:
-            return self._create(ti, context.get("task_state_store"))
+            return self._create(ti, task_state_store(context))
         except GongMeetingMayExistError:
             self._mark(ti, UNKNOWN, best_effort=True)
             raise
@@ -153,6 +155,22 @@ class GongCreateMeetingOperator(BaseOperator):
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Back from a quota deferral: the 429 created nothing, so create it now."""
         return self.execute(context)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
+        """OpenLineage (optional extra): this task writes to the Gong account's ``meetings`` dataset.
+
+        Called by the OpenLineage listener on success and on failure; the meeting ID comes from the XCom
+        this task pushed, so a failed create reports the dataset without a count or a meeting.
+        """
+        from airflow_provider_gong.lineage import meeting_lineage, pulled
+
+        meeting_id = pulled(task_instance, MEETING_ID_KEY)
+        return meeting_lineage(
+            gong_conn_id=self.gong_conn_id,
+            action="create",
+            meeting_id=meeting_id,
+            written=1 if meeting_id else None,
+        )
 
     def _create(self, ti: Any, store: Any) -> dict[str, Any]:
         from airflow_provider_gong.hooks.gong import GongHook
@@ -210,7 +228,9 @@ class GongCreateMeetingOperator(BaseOperator):
         except Exception as exc:
             if store is not None and _saved(store, result):
                 raise  # a retry finds the stored result and finishes the job without calling Gong
-            raise GongPermanentError(
+            # Outcome "unknown" (not "rejected"): downstream must not read this as "nothing created".
+            # Without a task_state_store (Airflow < 3.3) every failure after the POST ends here.
+            raise GongMeetingMayExistError(
                 f"Gong created meeting {result.meeting_id} ({result.meeting_url}), but the task could not "
                 f"finish ({type(exc).__name__}: {exc}). Not retried, to avoid a second meeting: use this "
                 "meeting ID downstream or clear the task to create another one."
@@ -352,6 +372,22 @@ class GongUpdateMeetingOperator(BaseOperator):
         context["ti"].xcom_push(key=MEETING_ID_KEY, value=answer["meeting_id"])
         return answer
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
+        """OpenLineage (optional extra): one meeting of the Gong account's ``meetings`` replaced."""
+        from airflow_provider_gong.lineage import meeting_lineage
+
+        return meeting_lineage(
+            gong_conn_id=self.gong_conn_id, action="update", meeting_id=self.meeting_id, written=1
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Lineage:
+        """The same dataset, without a count: a failed PUT may or may not have changed the meeting."""
+        from airflow_provider_gong.lineage import meeting_lineage
+
+        return meeting_lineage(
+            gong_conn_id=self.gong_conn_id, action="update", meeting_id=self.meeting_id, written=None
+        )
+
 
 class GongDeleteMeetingOperator(BaseOperator):
     """Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}); a meeting already gone (404) counts
@@ -395,6 +431,20 @@ class GongDeleteMeetingOperator(BaseOperator):
             "Gong meeting %s %s", self.meeting_id, "deleted" if deleted else "was already gone (404)"
         )
         return {"meeting_id": str(self.meeting_id), "deleted": deleted}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
+        """OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``
+        (count 0 when Gong answered 404: it was already gone; no count when the answer is unknown)."""
+        from airflow_provider_gong.lineage import meeting_lineage, pulled
+
+        answer = pulled(task_instance, "return_value")
+        deleted = answer.get("deleted") if isinstance(answer, dict) else None
+        return meeting_lineage(
+            gong_conn_id=self.gong_conn_id,
+            action="delete",
+            meeting_id=self.meeting_id,
+            written=None if deleted is None else int(bool(deleted)),
+        )
 
 
 class GongMeetingIntegrationStatusOperator(BaseOperator):

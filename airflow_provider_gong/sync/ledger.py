@@ -271,10 +271,11 @@ class ResultsLedger:
         if missing:
             log.info("Migrating ledger %s: adding column(s) %s", self.table_name, ", ".join(missing))
         for name in missing:
-            self._ddl(
-                f"ALTER TABLE {self.table} ADD COLUMN {c[name]} {_ADDED[name]}",
-                done=lambda name=name: name in (self._columns() or set()),
-            )
+
+            def added(name: str = name) -> bool:  # a def, not a lambda: mypy cannot type a lambda's default
+                return name in (self._columns() or set())
+
+            self._ddl(f"ALTER TABLE {self.table} ADD COLUMN {c[name]} {_ADDED[name]}", done=added)
         if "claimed_by" in missing:  # a 0.1.0 ledger: its ID/URL columns were too narrow
             self._widen()
         self._known = columns | set(missing)  # no need to read it again: a round trip saved

@@ -225,7 +225,7 @@ class BatchRun:
     def _run_removed(self, entries: dict[str, LedgerEntry]) -> None:
         steps = {key: plan_removed(entry, lease_seconds=self.lease) for key, entry in entries.items()}
         budget = self._deletes_left()
-        ahead = []
+        ahead: list[ClaimRequest] = []
         for key, step in steps.items():
             if step.action == DELETE and entries[key].meeting_id and entries[key].organizer_email:
                 if budget is not None and len(ahead) >= budget:
@@ -335,7 +335,9 @@ class BatchRun:
         self, names: list[str], rows: list[tuple[Any, ...]]
     ) -> tuple[list[dict[str, Any]], dict[str, LedgerEntry]]:
         index = self._column_index(names)
-        records = [{f: (row[i] if i is not None else None) for f, i in index.items()} for row in rows]
+        records: list[dict[str, Any]] = [
+            {f: (row[i] if i is not None else None) for f, i in index.items()} for row in rows
+        ]
         for record in records:
             record["_key"] = normalise_key(record["key"])
             record["_meeting"], record["_problem"] = self._validate(record, record["_key"])
@@ -606,8 +608,8 @@ class BatchRun:
         if gone is None or gone.status != DELETED:
             return
         self.progress.deleted -= 1  # counted as one replacement: a delete and a create
-        meeting, problem = self._refuse(meeting, None)
-        self._claim_and_create(key, gone, meeting, problem)
+        checked, problem = self._refuse(meeting, None)  # (None, why) when the preflight refuses it
+        self._claim_and_create(key, gone, checked, problem)
 
     def _revert(self, key: str, what: str, exc: GongError) -> None:
         kind = PERMANENT if exc.permanent else TRANSIENT

@@ -91,7 +91,7 @@ class SlowConnection:
 
 
 @contextlib.contextmanager
-def slow_connections(hook_class: type, latency: float) -> Iterator[RoundTrips]:
+def slow_connections(hook_class: type[Any], latency: float) -> Iterator[RoundTrips]:
     """Every connection ``hook_class.get_conn()`` makes inside the block is a :class:`SlowConnection`."""
     trips = RoundTrips(latency)
     original = hook_class.get_conn

@@ -3,9 +3,11 @@
 It follows gong-api.md: Basic and bearer auth (401 otherwise), JSON body validation (400 with
 ``{requestId, errors}``), 404 for an unknown organizer or meeting, 409 with ``userFacingError`` /
 ``fixUrl`` for an organizer whose consent page is off, 403 "Limited release" when switched on, and
-429 with ``Retry-After`` beyond a configured rate. Faults can be injected (5xx, 429, slow answers,
-connections dropped before or after the work is done), and every created meeting is recorded so a
-test can count duplicates.
+429 with ``Retry-After`` beyond a configured rate; and Gong's OAuth token endpoint, whose refresh
+tokens rotate (each one works once, then answers ``400 invalid_grant``) and whose access tokens the
+API accepts until they expire. Faults can be injected (5xx, 429, slow answers, connections dropped
+before or after the work is done), and every created meeting is recorded so a test can count
+duplicates.
 
 Standard library only: it is imported by a pytest plugin and must stay cheap to import.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 DEFAULT_USERS = ("rep@acme.com", "ae@acme.com", "csm@acme.com")
 DEFAULT_USERS_WITHOUT_CONSENT = ("noconsent@acme.com",)
@@ -35,6 +38,7 @@ HELP_URL = "https://help.gong.io/hc/en-us/articles/360056677792"
 ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@gong.io"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _MEETING_PATH = re.compile(r"^/v2/meetings/(\d{1,20})$")
+TOKEN_PATH = "/oauth2/generate-customer-token"
 _FAULT_KINDS = ("status", "drop", "drop_after", "delay", "drip", "garble", "truncate", "body")
 # Faults that do the work and then answer in a broken way (written by the handler).
 _ANSWER_FAULTS = ("drip", "garble", "truncate", "body")
@@ -103,6 +107,11 @@ class GongStandIn:
     :param latency: seconds every API call takes (so concurrent clients really overlap in tests).
     :param meeting_url_length: pad created meetings' ``meetingUrl`` to this many characters.
     :param additional_invitees: what create answers as ``additionalInvitees`` (any JSON value).
+    :param client_id: the OAuth app's client id (Basic auth at the token endpoint).
+    :param client_secret: the OAuth app's client secret.
+    :param refresh_token: the refresh token an admin's authorisation gave (valid until used once).
+    :param token_lifetime: ``expires_in`` of issued access tokens; the API refuses them (401) after it.
+    :param api_base_url: ``api_base_url_for_customer`` in token answers (default: this server's URL).
     """
 
     def __init__(
@@ -124,6 +133,11 @@ class GongStandIn:
         strict_window: bool = False,
         echo_authorization: bool = False,
         additional_invitees: Any = (ASSISTANT,),
+        client_id: str = "standin-client-id",
+        client_secret: str = "standin-client-secret",
+        refresh_token: str = "standin+refresh/token=0",
+        token_lifetime: float = 3600.0,
+        api_base_url: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -153,6 +167,21 @@ class GongStandIn:
         self._bucket_at: float | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.refresh_token = refresh_token
+        self.token_lifetime = token_lifetime
+        self.api_base_url = api_base_url
+        #: refresh tokens that still work (each works once)
+        self.refresh_tokens: set[str] = {refresh_token}
+        #: access tokens issued by the token endpoint -> when they expire (monotonic)
+        self.issued: dict[str, float] = {}
+        #: refreshes answered with new tokens / refused as invalid_grant / refused as invalid_client
+        self.oauth_refreshes = 0
+        self.oauth_invalid_grants = 0
+        self.oauth_invalid_clients = 0
+        #: API calls refused because their issued access token had expired or was revoked
+        self.oauth_expired = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -182,10 +211,20 @@ class GongStandIn:
         return f"http://{self.host}:{self.port}"
 
     def connection(self, *, auth: str = "basic", **extra: Any) -> dict[str, Any]:
-        """An Airflow connection (JSON form) pointing at this server."""
+        """An Airflow connection (JSON form) pointing at this server. ``auth="oauth"``: login/password
+        are the OAuth client, the extras hold the refresh token and this server's token endpoint."""
         conn: dict[str, Any] = {"conn_type": "gong", "host": self.url, "extra": dict(extra)}
         if auth == "bearer":
             conn["extra"]["access_token"] = self.access_token
+        elif auth == "oauth":
+            conn["login"] = self.client_id
+            conn["password"] = self.client_secret
+            conn["extra"] = {
+                "auth_type": "oauth",
+                "refresh_token": self.refresh_token,
+                "token_url": self.url + TOKEN_PATH,
+                **conn["extra"],
+            }
         else:
             conn["login"] = self.access_key
             conn["password"] = self.access_key_secret
@@ -227,10 +266,13 @@ class GongStandIn:
 
     # -- request handling -------------------------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, *, explicit: bool = False) -> Fault | None:
+        """The next fault for this request; ``explicit``: only one whose ``match`` names it."""
         with self.lock:
             for fault in self._faults:
-                if fault.match is None or f"{method} {path}".startswith(fault.match):
+                if (fault.match is None and not explicit) or (
+                    fault.match is not None and f"{method} {path}".startswith(fault.match)
+                ):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -267,17 +309,28 @@ class GongStandIn:
             return False
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
+            with self.lock:
+                expires = self.issued.get(value)
+                if expires is not None:
+                    if time.monotonic() < expires:
+                        return True
+                    self.oauth_expired += 1
+                    return False
             return secrets.compare_digest(value, self.access_token)
         if scheme.lower() == "basic":
             expected = base64.b64encode(f"{self.access_key}:{self.access_key_secret}".encode()).decode()
             return secrets.compare_digest(value, expected)
         return False
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+    def handle(self, method: str, path: str, headers: Any, body: bytes, query: str = "") -> Answer:
         """Route one request; returns (status, JSON body, extra headers). Raises _Drop to hang up."""
-        status, payload, extra = self._handle(method, path, headers, body)
+        status, payload, extra = self._handle(method, path, headers, body, query)
         if self.echo_authorization and status >= 400 and not path.startswith("/_standin/"):
             header = str(headers.get("Authorization") or "")
+            if query:  # a gateway that echoes the request line echoes the query string too
+                header = f"{header} (query {query})"
+            if "error_description" in payload:
+                payload = {**payload, "error_description": f"{payload['error_description']}; {header}"}
             decoded = ""
             if header.lower().startswith("basic "):
                 try:
@@ -293,9 +346,11 @@ class GongStandIn:
             }
         return status, payload, extra
 
-    def _handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+    def _handle(self, method: str, path: str, headers: Any, body: bytes, query: str = "") -> Answer:
         if path.startswith("/_standin/"):
             return self._admin(method, path, body)
+        if path == TOKEN_PATH:
+            return self._token_endpoint(method, headers, body, query)
         if self.latency:
             time.sleep(self.latency)
         if not self._authorized(headers.get("Authorization")):
@@ -423,6 +478,77 @@ class GongStandIn:
             users.append(entry)
         return 200, {"requestId": _request_id(), "users": users}, {}
 
+    # -- OAuth ------------------------------------------------------------------------------------------
+
+    def issue_refresh_token(self) -> str:
+        """A new valid refresh token, as an admin's new authorisation of the app gives one."""
+        with self.lock:
+            token = _token_text()
+            self.refresh_tokens.add(token)
+            return token
+
+    def revoke_access_tokens(self) -> None:
+        """Every issued access token stops working (the API answers 401), as after a revocation."""
+        with self.lock:
+            self.issued.clear()
+
+    def oauth_counters(self) -> dict[str, int]:
+        """``refreshes``, ``invalid_grant``, ``invalid_client`` and ``expired`` (API calls refused)."""
+        with self.lock:
+            return {
+                "refreshes": self.oauth_refreshes,
+                "invalid_grant": self.oauth_invalid_grants,
+                "invalid_client": self.oauth_invalid_clients,
+                "expired": self.oauth_expired,
+            }
+
+    def _token_endpoint(self, method: str, headers: Any, body: bytes, query: str) -> Answer:
+        """Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``: the grant in
+        the query string (as Gong documents it) or a form body, the client as Basic auth. Each refresh
+        token works once. Faults apply only when their ``match`` names this path."""
+        fault = self._take_fault(method, TOKEN_PATH, explicit=True)
+        if fault and fault.kind == "status":
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return fault.status, {"error": "server_error" if fault.status >= 500 else "injected"}, extra
+        if fault and fault.kind == "drop":
+            raise _Drop
+        if method != "POST":
+            return 405, {"error": "invalid_request", "error_description": "POST only"}, {}
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        scheme, _, value = str(headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic" or not secrets.compare_digest(value, expected):
+            with self.lock:
+                self.oauth_invalid_clients += 1
+            return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}, {}
+        form = {k: v[-1] for k, v in parse_qs(query).items()}
+        if body and "urlencoded" in str(headers.get("Content-Type") or ""):
+            form.update({k: v[-1] for k, v in parse_qs(body.decode("latin-1")).items()})
+        if form.get("grant_type") != "refresh_token" or not form.get("refresh_token"):
+            return 400, {"error": "unsupported_grant_type", "error_description": "refresh_token only"}, {}
+        with self.lock:
+            if form["refresh_token"] not in self.refresh_tokens:
+                self.oauth_invalid_grants += 1
+                refused = {"error": "invalid_grant", "error_description": "Token has been expired or revoked"}
+                return 400, refused, {}
+            self.refresh_tokens.discard(form["refresh_token"])
+            new_refresh, access = _token_text(), "gat-" + secrets.token_urlsafe(24)
+            self.refresh_tokens.add(new_refresh)
+            self.issued[access] = time.monotonic() + self.token_lifetime
+            self.oauth_refreshes += 1
+        answer = {
+            "access_token": access,
+            "refresh_token": new_refresh,
+            "token_type": "bearer",
+            "expires_in": self.token_lifetime,
+            "scope": "api:meetings:user:create api:users:read",
+            "api_base_url_for_customer": self.api_base_url or self.url,
+        }
+        if fault and fault.kind == "drop_after":
+            raise _Drop  # rotated, and the answer with the new refresh token is lost
+        if fault and fault.kind == "delay":
+            time.sleep(fault.delay)
+        return 200, answer, {"Cache-Control": "no-store"}
+
     def _admin(self, method: str, path: str, body: bytes) -> Answer:
         if method == "GET" and path == "/_standin/meetings":
             with self.lock:
@@ -434,6 +560,10 @@ class GongStandIn:
             except (TypeError, ValueError) as exc:
                 return _error(400, str(exc))
             return 200, {"ok": True}, {}
+        if method == "GET" and path == "/_standin/oauth":
+            return 200, self.oauth_counters(), {}
+        if method == "POST" and path == "/_standin/oauth/refresh-token":
+            return 200, {"refresh_token": self.issue_refresh_token()}, {}
         if method == "POST" and path == "/_standin/reset":
             self.reset()
             return 200, {"ok": True}, {}
@@ -449,9 +579,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         try:
-            status, payload, headers = self.standin.handle(self.command, path, self.headers, body)
+            status, payload, headers = self.standin.handle(self.command, path, self.headers, body, query)
         except _Drop:
             with self.standin.lock:
                 self.standin.log.append((self.command, path, 0))
@@ -503,6 +633,11 @@ def _response(status: int, body: bytes, headers: dict[str, str]) -> bytes:
     head = f"HTTP/1.1 {status} {responses.get(status, 'Status')}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
     return head.encode("latin-1") + body
+
+
+def _token_text() -> str:
+    """A refresh token with ``+``, ``/`` and ``=`` in it, so clients must URL-encode it to send it."""
+    return "grt/" + base64.b64encode(secrets.token_bytes(30)).decode() + "=="
 
 
 def _request_id() -> str:

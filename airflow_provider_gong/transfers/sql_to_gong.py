@@ -34,6 +34,7 @@ from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, DELETE
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_gong.lineage import Lineage
     from airflow_provider_gong.rules import MeetingLimits
     from airflow_provider_gong.sync.run import BatchRun
 
@@ -119,6 +120,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
     ui_color = "#8039df"
+    # The dry_run argument (templated) shadows BaseOperator.dry_run(), a method Airflow 3 never calls.
+    dry_run: bool | str  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -183,6 +186,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._earlier: dict[str, Any] = {}  # what earlier legs of a deferred run did
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
+        #: the last run's summary (also its return value), kept for OpenLineage's completion event
+        self.summary: dict[str, Any] | None = None
 
     def execute_complete(
         self, context: Context, event: Any = None, earlier: Mapping[str, Any] | None = None
@@ -220,6 +225,33 @@ class SqlToGongMeetingsOperator(BaseOperator):
             ),
         )
         return int(quota["left"])
+
+    def get_openlineage_facets_on_start(self) -> Lineage:
+        """OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
+        ledger out. Named like common-sql's SQLExecuteQueryOperator names the same tables, so the two
+        join in a lineage graph (see :mod:`airflow_provider_gong.lineage`)."""
+        return self._lineage(None)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
+        """The same datasets, with this run's counts: a ``gongMeetingsBatch`` run facet (every count of
+        the summary), output statistics on Gong's meetings (created + updated + deleted) and input
+        statistics on the source (rows read). Also used for a failed run, which keeps its counts when it
+        got as far as a summary."""
+        return self._lineage(self.summary)
+
+    def _lineage(self, summary: dict[str, Any] | None) -> Lineage:
+        from airflow_provider_gong.lineage import batch_lineage
+
+        return batch_lineage(
+            sql_conn_id=self.sql_conn_id,
+            table=self.table,
+            sql=self.sql,
+            ledger_table=self.ledger_table,
+            gong_conn_id=self.gong_conn_id,
+            sync_mode=str(self.sync_mode),
+            dry_run=_truthy(self.dry_run),
+            summary=summary,
+        )
 
     def on_kill(self) -> None:
         """Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
@@ -278,6 +310,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
             self.log.info("  %s: %s", bucket, "; ".join(f"{r['key']} ({r['reason']})" for r in rows))
         if guard:
             self.log.warning("A real run would stop before any call: %s", guard)
+        self.summary = summary
         return summary
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -289,6 +322,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         from airflow_provider_gong.sync.run import BatchProgress, BatchRun
         from airflow_provider_gong.sync.source import SourceReader
 
+        self.summary = None  # an instance run twice in one process (dag.test) must not report old counts
         # Task-level problems fail the task here, before any row is read, claimed or charged.
         self.sync_mode = _sync_mode(self.sync_mode)
         _max_deletes(self.max_deletes)
@@ -388,6 +422,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
             gong.calls,
             f"; about {summary['quota_left']} left of today's budget" if quota_left is not None else "",
         )
+        self.summary = summary  # before a GongBatchRowErrors: a failed run's lineage still has its counts
         problems = _problems(summary)
         if problems:
             self.log.warning(

@@ -10,9 +10,9 @@ import sys
 
 import pendulum
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG
 
+from airflow_provider_gong._compat import DagBag, has_task_state_store
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing import GongStandIn
 from tests.conftest import EXAMPLE_DAGS
@@ -102,7 +102,7 @@ with DAG("gong_secrets", schedule=None, start_date=pendulum.datetime(2025, 1, 1,
 """.replace("SOON", SOON)
 RUNNER = """
 import os, sys
-from airflow.dag_processing.dagbag import DagBag
+from airflow_provider_gong._compat import DagBag
 from airflow.utils.db import initdb
 initdb()
 dag_run = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["gong_secrets"].test()
@@ -116,6 +116,14 @@ with create_session() as session:
     print("XCOM", [x.value for x in session.query(XComModel).filter(XComModel.run_id == dag_run.run_id)])
     print("RENDERED", [r.rendered_fields for r in session.query(RTIF).filter(RTIF.run_id == dag_run.run_id)])
 """
+
+
+def _has_namespace_log_levels() -> bool:
+    """``[logging] namespace_levels`` exists (Airflow >= 3.2); 3.1 has only the global level, and a global
+    DEBUG would print Airflow's own in-process supervisor messages, secrets included."""
+    from airflow.configuration import conf
+
+    return "namespace_levels" in conf.configuration_description.get("logging", {}).get("options", {})
 
 
 def test_no_secret_in_task_logs_xcom_or_rendered_fields(tmp_path):
@@ -153,7 +161,8 @@ def test_no_secret_in_task_logs_xcom_or_rendered_fields(tmp_path):
     assert created == 2 and rejected == [401, 401]
     assert "Created Gong meeting" in output  # the operator's log lines are in what we searched
     assert "rejected the credentials" in output  # and so is the 401 error
-    assert "POST /v2/meetings -> 200" in output  # and the hook's DEBUG lines
+    if _has_namespace_log_levels():  # Airflow 3.1 cannot turn on DEBUG for our loggers alone
+        assert "POST /v2/meetings -> 200" in output  # and the hook's DEBUG lines
     basic = base64.b64encode(f"standin-key:{SECRET}".encode()).decode()
     for secret in (SECRET, TOKEN, basic):
         assert secret not in output
@@ -203,10 +212,15 @@ def test_a_failure_after_the_post_is_not_a_second_meeting_on_airflow_retry(
             retry_delay=0,
         )
     dag_run = run_dag(dag)
-    assert dag_run.state == "success"
-    assert task_states(dag_run)["create"] == ("success", 2)  # the retry finished the job ...
-    (created,) = gong_connection.created  # ... without a second meeting
-    assert xcoms(dag_run)[("create", -1, "meeting_id")] == created.meeting_id
+    (created,) = gong_connection.created  # one meeting, whatever this Airflow offers
+    if has_task_state_store():  # Airflow >= 3.3: the retry finds the stored result and finishes the job
+        assert dag_run.state == "success"
+        assert task_states(dag_run)["create"] == ("success", 2)
+        assert xcoms(dag_run)[("create", -1, "meeting_id")] == created.meeting_id
+    else:  # older Airflow: nowhere to keep the result across tries, so the failure is made permanent
+        assert dag_run.state == "failed"
+        assert task_states(dag_run)["create"] == ("failed", 1)  # not retried despite retries=2
+        assert xcoms(dag_run)[("create", -1, "gong_outcome")] == "unknown"  # never "nothing created"
 
 
 def test_example_dag_runs_without_a_logical_date(run_dag, gong_connection, xcoms):

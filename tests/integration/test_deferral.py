@@ -8,8 +8,8 @@ import pendulum
 import pytest
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_gong._compat import TaskDeferred
 from airflow_provider_gong.exceptions import GongRateLimitError
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing.warehouse import demo_rows

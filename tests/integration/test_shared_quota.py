@@ -30,7 +30,7 @@ SECONDS = 4.5
 # Each worker makes its first call alone, over a second before the common start: a new process's
 # first request leaves later after its grant than any other (a new connection and cold code paths:
 # ~2 ms on an idle machine; 8-13 ms measured while other workers were importing Airflow or a CPU was
-# busy, on two CPUs, against ~1 ms warm), which the 5 ms margin does not cover. That is a process's
+# busy, on two CPUs, against ~1 ms warm), which the 8 ms margin does not always cover. That is a process's
 # start-up, not the sharing this test is about; the stand-in still sees and counts those calls.
 
 WORKER = """

@@ -7,9 +7,9 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import BaseHook
 
+from airflow_provider_gong._compat import DagBag
 from airflow_provider_gong.exceptions import GongError, GongSyncGuardError
 from airflow_provider_gong.testing.warehouse import demo_rows
 from tests.conftest import EXAMPLE_DAGS

@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import BaseHook
 
+from airflow_provider_gong._compat import DagBag
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongRateLimitError
 from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
 from tests.conftest import EXAMPLE_DAGS, ROOT

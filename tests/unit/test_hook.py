@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 import requests
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_gong._compat import AirflowFailException
 from airflow_provider_gong.exceptions import (
     GongAuthError,
     GongBadRequestError,

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_gong._compat import AirflowFailException
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting, MeetingResult
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from unittest.mock import MagicMock
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_gong._compat import AirflowFailException
 from airflow_provider_gong.exceptions import GongNotFoundError, GongPermanentError, GongValidationError
 from airflow_provider_gong.operators.meetings import (
     GongCreateMeetingOperator,

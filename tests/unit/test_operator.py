@@ -5,8 +5,8 @@ from __future__ import annotations
 from unittest.mock import MagicMock, call
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_gong._compat import AirflowFailException
 from airflow_provider_gong.exceptions import GongMeetingMayExistError, GongRateLimitError
 from airflow_provider_gong.operators.meetings import OUTCOME_KEY, STATE_KEY, GongCreateMeetingOperator
 from tests.dates import NEXT_YEAR
@@ -191,3 +191,6 @@ def test_xcom_failure_after_the_post_without_a_store_is_permanent_and_names_the_
     with pytest.raises(AirflowFailException) as info:
         make_op().execute({"ti": ti})
     assert gong_connection.created[0].meeting_id in str(info.value)
+    # "unknown", never "rejected": a write-back must not read it as "nothing was created"
+    assert isinstance(info.value, GongMeetingMayExistError)
+    assert _outcomes(ti) == ["sending", "unknown"]

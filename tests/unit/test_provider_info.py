@@ -19,8 +19,8 @@ def test_connection_form_is_declarative():
     (conn_type,) = get_provider_info()["connection-types"]
     behaviour = conn_type["ui-field-behaviour"]
     assert behaviour["hidden-fields"] == ["schema", "port"]
-    assert behaviour["relabeling"]["login"] == "Access key"
-    assert behaviour["relabeling"]["password"] == "Access key secret"
+    assert behaviour["relabeling"]["login"] == "Access key / OAuth client ID"
+    assert behaviour["relabeling"]["password"] == "Access key secret / OAuth client secret"
     assert "api.gong.io" in behaviour["placeholders"]["host"]
     fields = conn_type["conn-fields"]
     assert fields["access_token"]["schema"]["format"] == "password"  # sensitive in the UI
@@ -29,12 +29,16 @@ def test_connection_form_is_declarative():
 
 def test_providers_manager_registers_hook_and_link():
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    try:  # Airflow >= 3.2: tasks resolve hooks through the task SDK's own registry
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as HookRegistry
+    except ImportError:  # Airflow 3.1: one ProvidersManager for everything
+        HookRegistry = ProvidersManager
 
     manager = ProvidersManager()
     assert "airflow-provider-gong" in manager.providers
     assert "airflow_provider_gong.links.GongMeetingLink" in manager.extra_links_class_names
-    hook_info = ProvidersManagerTaskRuntime().hooks["gong"]
+    hook_info = HookRegistry().hooks["gong"]
     assert hook_info.hook_class_name == "airflow_provider_gong.hooks.gong.GongHook"
     assert hook_info.connection_id_attribute_name == "gong_conn_id"
     assert hook_info.connection_testable
