@@ -41,3 +41,10 @@ standin: install
 
 clean:
 	rm -rf $(VENV) .demo
+
+# A real local deployment (API server + UI, scheduler, DAG processor, triggerer; LocalExecutor) with the
+# example DAGs, the Gong stand-in and its connections; PostgreSQL metadata DB when reachable, else SQLite.
+# Foreground; Ctrl-C stops everything. Prints the URL and the admin password.
+.PHONY: airflow
+airflow: install
+	$(PY) scripts/airflow_local.py $(AIRFLOW_ARGS)
