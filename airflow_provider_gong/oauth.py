@@ -65,6 +65,7 @@ from airflow_provider_gong.exceptions import (
 )
 from airflow_provider_gong.quota import default_quota_dir
 from airflow_provider_gong.redact import Redactor
+from airflow_provider_gong.shared_db import open_postgres, open_sqlite, row_values, sqlite_write_lock
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 T = TypeVar("T")
@@ -192,60 +193,34 @@ class SQLiteTokenStore(TokenStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():  # never use a connection inherited by fork()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            columns = (
+                "key TEXT PRIMARY KEY, label TEXT NOT NULL, blob BLOB NOT NULL, expires_at REAL NOT NULL, "
+                "refresh_at REAL NOT NULL, refreshes INTEGER NOT NULL, lost_at REAL, updated_at REAL NOT NULL"
             )
-            with contextlib.suppress(sqlite3.OperationalError):  # another process is switching it to WAL
-                conn.execute("PRAGMA journal_mode=WAL")
             # FULL, not NORMAL as for the quota: a rotated refresh token forgotten by an OS crash is a
             # broken connection, not one wasted call.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, label TEXT NOT NULL, "
-                "blob BLOB NOT NULL, expires_at REAL NOT NULL, refresh_at REAL NOT NULL, "
-                "refreshes INTEGER NOT NULL, lost_at REAL, updated_at REAL NOT NULL)"
+            conn = open_sqlite(
+                self.path, TABLE, columns, timeout=self._timeout, synchronous="FULL", private=True
             )
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
     def transact(self, key: str, label: str, change: Change[T]) -> T:
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    f"SELECT blob, expires_at, refresh_at, refreshes, lost_at FROM {TABLE} WHERE key = ?",
-                    (key,),
-                ).fetchone()
-                now = self._clock()
-                stored = (
-                    StoredToken(bytes(row[0]), row[1], row[2], row[3], row[4]) if row and row[0] else None
+        with self._lock, sqlite_write_lock(self._connection()) as conn:
+            row = conn.execute(
+                f"SELECT blob, expires_at, refresh_at, refreshes, lost_at FROM {TABLE} WHERE key = ?",
+                (key,),
+            ).fetchone()
+            now = self._clock()
+            stored = StoredToken(bytes(row[0]), row[1], row[2], row[3], row[4]) if row and row[0] else None
+            new, result = change(stored, now)
+            if new is not None:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {TABLE} (key, label, blob, expires_at, refresh_at, "
+                    "refreshes, lost_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, label, new.blob, new.expires_at, new.refresh_at, new.refreshes, new.lost_at, now),
                 )
-                new, result = change(stored, now)
-                if new is not None:
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO {TABLE} (key, label, blob, expires_at, refresh_at, "
-                        "refreshes, lost_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            key,
-                            label,
-                            new.blob,
-                            new.expires_at,
-                            new.refresh_at,
-                            new.refreshes,
-                            new.lost_at,
-                            now,
-                        ),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+        return result
 
 
 class SqlTokenStore(TokenStore):
@@ -270,33 +245,12 @@ class SqlTokenStore(TokenStore):
     def _connection(self) -> Any:
         if self._conn is not None and self._pid == os.getpid() and not getattr(self._conn, "closed", False):
             return self._conn
-        from airflow.sdk import BaseHook
-
-        from airflow_provider_gong.sync.sql import dialect
-
-        hook = BaseHook.get_hook(self.conn_id)
-        if not hasattr(hook, "get_conn") or not dialect(hook).startswith("postgres"):
-            kind = getattr(hook, "conn_type", None) or type(hook).__name__
-            raise GongValidationError(
-                f"quota_conn_id {self.conn_id!r} is a {kind} connection; the sql token store needs PostgreSQL"
-            )
-        conn = hook.get_conn()
-        conn.autocommit = False
-        cur = conn.cursor()
-        try:
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (key VARCHAR(200) PRIMARY KEY, label TEXT NOT NULL, "
-                "blob BYTEA NOT NULL, expires_at DOUBLE PRECISION NOT NULL, "
-                "refresh_at DOUBLE PRECISION NOT NULL, refreshes INTEGER NOT NULL, "
-                "lost_at DOUBLE PRECISION, updated_at DOUBLE PRECISION NOT NULL)"
-            )
-            conn.commit()
-        except Exception:
-            conn.rollback()  # two processes created it at once: the loser's error is harmless
-            cur.execute(f"SELECT 1 FROM {TABLE} WHERE 1 = 0")
-            conn.rollback()
-        finally:
-            cur.close()
+        columns = (
+            "key VARCHAR(200) PRIMARY KEY, label TEXT NOT NULL, blob BYTEA NOT NULL, "
+            "expires_at DOUBLE PRECISION NOT NULL, refresh_at DOUBLE PRECISION NOT NULL, "
+            "refreshes INTEGER NOT NULL, lost_at DOUBLE PRECISION, updated_at DOUBLE PRECISION NOT NULL"
+        )
+        conn = open_postgres(self.conn_id, TABLE, columns, needed_by="the sql OAuth token store")
         self._conn, self._pid = conn, os.getpid()
         return conn
 
@@ -320,9 +274,9 @@ class SqlTokenStore(TokenStore):
                     )
                     cur.execute(select, (key,))
                     row = cur.fetchone()
-                blob, expires_at, refresh_at, refreshes, lost_at = _values(row)
+                blob, expires_at, refresh_at, refreshes, lost_at = row_values(row)
                 cur.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
-                now = float(_values(cur.fetchone())[0])
+                now = float(row_values(cur.fetchone())[0])
                 stored = (
                     StoredToken(bytes(blob), float(expires_at), float(refresh_at), int(refreshes), lost_at)
                     if blob
@@ -353,10 +307,6 @@ class SqlTokenStore(TokenStore):
                 with contextlib.suppress(Exception):
                     cur.close()
             return result
-
-
-def _values(row: Any) -> tuple[Any, ...]:
-    return tuple(row.values()) if hasattr(row, "values") else tuple(row)
 
 
 _STORES: dict[tuple[str, str], TokenStore] = {}

@@ -61,6 +61,7 @@ import pendulum
 
 from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError, GongValidationError
 from airflow_provider_gong.pacing import DEFAULT_LATE, DEFAULT_MARGIN, Schedule
+from airflow_provider_gong.shared_db import open_postgres, open_sqlite, row_values, sqlite_write_lock
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -213,43 +214,29 @@ class SQLiteStore(QuotaStore):
     def _connection(self) -> sqlite3.Connection:
         # A connection inherited through fork() must not be used by the child: open one per process.
         if self._conn is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            columns = (
+                "account TEXT PRIMARY KEY, due REAL NOT NULL, granted BLOB NOT NULL, day INTEGER NOT NULL, "
+                "used INTEGER NOT NULL"
             )
-            with contextlib.suppress(sqlite3.OperationalError):  # another process is switching it to WAL
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (account TEXT PRIMARY KEY, due REAL NOT NULL, "
-                "granted BLOB NOT NULL, day INTEGER NOT NULL, used INTEGER NOT NULL)"
-            )
+            conn = open_sqlite(self.path, TABLE, columns, timeout=self._timeout, synchronous="NORMAL")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
     def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    f"SELECT due, granted, day, used FROM {TABLE} WHERE account = ?", (account,)
-                ).fetchone()
-                moment = Moment(self._clock(), self._wall())
-                state = QuotaState(row[0], QuotaState.unpack(row[1]), row[2], row[3]) if row else QuotaState()
-                new, result = change(state, moment)
-                if new is not None:
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO {TABLE} (account, due, granted, day, used) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (account, new.due, QuotaState.pack(new.granted), new.day, new.used),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                    conn.execute("ROLLBACK")
-                raise
-            return result, moment
+        with self._lock, sqlite_write_lock(self._connection()) as conn:
+            row = conn.execute(
+                f"SELECT due, granted, day, used FROM {TABLE} WHERE account = ?", (account,)
+            ).fetchone()
+            moment = Moment(self._clock(), self._wall())
+            state = QuotaState(row[0], QuotaState.unpack(row[1]), row[2], row[3]) if row else QuotaState()
+            new, result = change(state, moment)
+            if new is not None:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {TABLE} (account, due, granted, day, used) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (account, new.due, QuotaState.pack(new.granted), new.day, new.used),
+                )
+        return result, moment
 
 
 class SqlStore(QuotaStore):
@@ -278,34 +265,11 @@ class SqlStore(QuotaStore):
     def _connection(self) -> Any:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        from airflow.sdk import BaseHook
-
-        from airflow_provider_gong.sync.sql import dialect
-
-        hook = BaseHook.get_hook(self.conn_id)
-        if not hasattr(hook, "get_conn") or not dialect(hook).startswith("postgres"):
-            kind = getattr(hook, "conn_type", None) or type(hook).__name__
-            raise GongValidationError(
-                f"quota_conn_id {self.conn_id!r} is a {kind} connection; quota_backend 'sql' needs "
-                "PostgreSQL (use 'local' for the tasks of one machine)"
-            )
-        conn = hook.get_conn()
-        conn.autocommit = False
-        cur = conn.cursor()
-        try:
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (account VARCHAR(200) PRIMARY KEY, "
-                "due DOUBLE PRECISION NOT NULL, granted BYTEA NOT NULL, day INTEGER NOT NULL, "
-                "used INTEGER NOT NULL)"
-            )
-            conn.commit()
-        except Exception:
-            # Two processes creating it at once: one of them loses on the catalog's unique index.
-            conn.rollback()
-            cur.execute(f"SELECT 1 FROM {TABLE} WHERE 1 = 0")
-            conn.rollback()
-        finally:
-            cur.close()
+        columns = (
+            "account VARCHAR(200) PRIMARY KEY, due DOUBLE PRECISION NOT NULL, granted BYTEA NOT NULL, "
+            "day INTEGER NOT NULL, used INTEGER NOT NULL"
+        )
+        conn = open_postgres(self.conn_id, TABLE, columns, needed_by="quota_backend 'sql'")
         self._conn, self._pid = conn, os.getpid()
         return conn
 
@@ -336,10 +300,10 @@ class SqlStore(QuotaStore):
                 )
                 cur.execute(select, (account,))
                 row = cur.fetchone()
-            due, granted, day, used = _values(row)
+            due, granted, day, used = row_values(row)
             # Read after the row lock is held: a caller that queued for it plans from the real now.
             cur.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
-            now = float(_values(cur.fetchone())[0])
+            now = float(row_values(cur.fetchone())[0])
             moment = Moment(now, now)
             new, result = change(
                 QuotaState(float(due), QuotaState.unpack(granted), int(day), int(used)), moment
@@ -357,11 +321,6 @@ class SqlStore(QuotaStore):
         finally:
             cur.close()
         return result, moment
-
-
-def _values(row: Any) -> tuple[Any, ...]:
-    """A row as a tuple, also from a connection whose extras ask for dict rows."""
-    return tuple(row.values()) if hasattr(row, "values") else tuple(row)
 
 
 _STORES: dict[tuple[str, str], QuotaStore] = {}

@@ -198,7 +198,7 @@ def _in_worker(method: F) -> F:
             return method(self, *args, **kwargs)
         return self._worker.submit(method, self, *args, **kwargs).result()
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # it takes and returns what `method` does
 
 
 class ResultsLedger:
@@ -505,6 +505,7 @@ class ResultsLedger:
             params = [PENDING, self.owner, now]
             params += [v for r in old for v in (r.key, r.action)]
             params += [r.key for r in old]
+            # every entry in `old` is set (filtered above); mypy cannot carry that through the list
             params += [v for r in old for v in (r.key, r.entry.status, r.entry.attempts)]  # type: ignore[union-attr]
             _, _, rowcount = execute(self.conn, sql, tuple(params))
         self.conn.commit()
