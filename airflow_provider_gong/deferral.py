@@ -9,12 +9,15 @@ from its ledger (every row once), the single create from scratch (a 429 means no
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
     from airflow_provider_gong.exceptions import GongRateLimitError
+
+T = TypeVar("T")
 
 #: the shortest deferral: a trigger round trip costs more than waiting a second in the task
 MIN_DEFERRAL_SECONDS = 1
@@ -48,3 +51,17 @@ def defer_for_quota(task: BaseOperator, exc: GongRateLimitError, **kwargs: Any) 
     )
     task.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete", kwargs=kwargs or None)
     raise AssertionError("defer() returned")  # pragma: no cover - defer always raises TaskDeferred
+
+
+def call_or_defer(task: BaseOperator, deferrable: bool, call: Callable[[], T]) -> T:
+    """Run an idempotent Gong call (a PUT, a DELETE); when Gong's quota is spent and ``deferrable``,
+    defer ``task`` until it allows calls again. Its ``execute_complete`` then runs ``execute`` again:
+    the 429 changed nothing, and the call may be repeated anyway."""
+    from airflow_provider_gong.exceptions import GongRateLimitError
+
+    try:
+        return call()
+    except GongRateLimitError as exc:
+        if deferrable and may_defer(exc):
+            defer_for_quota(task, exc)
+        raise

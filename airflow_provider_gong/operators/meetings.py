@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_gong import DEFAULT_CONN_ID
 from airflow_provider_gong._compat import task_state_store
-from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, may_defer
+from airflow_provider_gong.deferral import call_or_defer, default_deferrable, defer_for_quota, may_defer
 from airflow_provider_gong.exceptions import (
     GongError,
     GongMeetingMayExistError,
@@ -316,6 +316,8 @@ class GongUpdateMeetingOperator(BaseOperator):
     arguments, same rules); pushes XCom ``meeting_id`` and returns ``{meeting_id, request_id}``.
 
     :param meeting_id: the Gong meeting to change (templated), e.g. the create task's XCom.
+    :param deferrable: when Gong's quota is spent, defer until it allows calls again and send the PUT
+        then, instead of failing (as the create operator). Default: ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = ("meeting_id", *GongCreateMeetingOperator.template_fields)
@@ -335,9 +337,11 @@ class GongUpdateMeetingOperator(BaseOperator):
         timezone: str = "UTC",
         limits: MeetingLimits | dict[str, Any] | None = None,
         gong_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.meeting_id = meeting_id
         self.start_time = start_time
         self.end_time = end_time
@@ -365,12 +369,18 @@ class GongUpdateMeetingOperator(BaseOperator):
         )
         hook = GongHook(gong_conn_id=self.gong_conn_id)
         try:
-            answer = hook.update_meeting(self.meeting_id, meeting)
+            answer = call_or_defer(
+                self, self.deferrable, lambda: hook.update_meeting(self.meeting_id, meeting)
+            )
         finally:
             hook.close()
         self.log.info("Updated Gong meeting %s (requestId=%s)", answer["meeting_id"], answer["request_id"])
         context["ti"].xcom_push(key=MEETING_ID_KEY, value=answer["meeting_id"])
         return answer
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from a quota deferral: send the PUT now."""
+        return self.execute(context)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
         """OpenLineage (optional extra): one meeting of the Gong account's ``meetings`` replaced."""
@@ -395,6 +405,8 @@ class GongDeleteMeetingOperator(BaseOperator):
 
     :param meeting_id: the Gong meeting (templated).
     :param organizer_email: its organizer; Gong needs it to find the meeting (templated).
+    :param deferrable: when Gong's quota is spent, defer until it allows calls again and delete then,
+        instead of failing. Default: ``[operators] default_deferrable``.
     :return: ``{"meeting_id": ..., "deleted": True|False}`` (False: it was already gone).
     """
 
@@ -407,9 +419,11 @@ class GongDeleteMeetingOperator(BaseOperator):
         meeting_id: str | int,
         organizer_email: str,
         gong_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.meeting_id = meeting_id
         self.organizer_email = organizer_email
         self.gong_conn_id = gong_conn_id
@@ -424,13 +438,19 @@ class GongDeleteMeetingOperator(BaseOperator):
             raise GongValidationError(str(exc)) from None
         hook = GongHook(gong_conn_id=self.gong_conn_id)
         try:
-            deleted = hook.delete_meeting(self.meeting_id, organizer)
+            deleted = call_or_defer(
+                self, self.deferrable, lambda: hook.delete_meeting(self.meeting_id, organizer)
+            )
         finally:
             hook.close()
         self.log.info(
             "Gong meeting %s %s", self.meeting_id, "deleted" if deleted else "was already gone (404)"
         )
         return {"meeting_id": str(self.meeting_id), "deleted": deleted}
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from a quota deferral: delete now."""
+        return self.execute(context)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
         """OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``

@@ -11,7 +11,11 @@ from airflow.sdk import DAG
 
 from airflow_provider_gong._compat import TaskDeferred
 from airflow_provider_gong.exceptions import GongRateLimitError
-from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
+from airflow_provider_gong.operators.meetings import (
+    GongCreateMeetingOperator,
+    GongDeleteMeetingOperator,
+    GongUpdateMeetingOperator,
+)
 from airflow_provider_gong.testing.warehouse import demo_rows
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 from tests.dates import SOON
@@ -139,3 +143,69 @@ def test_a_spent_daily_budget_defers_until_the_reset_and_the_resume_sends_each_r
     assert (summary["created"], summary["deferrals"], summary["gong_calls"]) == (5, 1, 2)
     assert gong_standin.created_count() == 5 and gong_standin.duplicates() == {}
     assert summary["quota_left"] == 10 - 5
+
+
+def _existing_meeting(standin) -> str:
+    from airflow_provider_gong.hooks.gong import GongHook
+    from airflow_provider_gong.meetings import Meeting
+
+    meeting = Meeting.build(
+        start_time=f"{SOON}T15:00:00Z",
+        end_time=f"{SOON}T15:30:00Z",
+        invitees="buyer@client.com",
+        organizer_email="rep@acme.com",
+        title="Before",
+    )
+    return GongHook().create_meeting(meeting).meeting_id
+
+
+def _update(meeting_id: str, **kwargs) -> GongUpdateMeetingOperator:
+    return GongUpdateMeetingOperator(
+        task_id="update",
+        meeting_id=meeting_id,
+        start_time=f"{SOON}T16:00:00Z",
+        end_time=f"{SOON}T16:30:00Z",
+        invitees="buyer@client.com",
+        organizer_email="rep@acme.com",
+        title="After",
+        **kwargs,
+    )
+
+
+def test_a_deferrable_update_waits_out_the_quota_then_sends_the_put(quota_gong, run_dag, xcoms):
+    meeting_id = _existing_meeting(quota_gong)
+    quota_gong.inject("status", status=429, retry_after=RETRY_AFTER, times=1, match="PUT /v2/meetings")
+    with _dag("gong_update_deferral") as dag:
+        _update(meeting_id, deferrable=True)
+    dag_run = run_dag(dag)
+    assert dag_run.state == "success"
+    assert quota_gong.meetings[meeting_id]["title"] == "After"
+    puts = [entry[2] for entry in quota_gong.log if entry[0] == "PUT"]
+    assert puts == [429, 200]  # refused once, sent once after the deferral
+    assert xcoms(dag_run)[("update", -1, "meeting_id")] == meeting_id
+
+
+def test_a_deferrable_delete_defers_with_gongs_wait_and_deletes_on_resume(quota_gong):
+    meeting_id = _existing_meeting(quota_gong)
+    quota_gong.inject("status", status=429, retry_after=RETRY_AFTER, times=1, match="DELETE /v2/meetings")
+    op = GongDeleteMeetingOperator(
+        task_id="delete", meeting_id=meeting_id, organizer_email="rep@acme.com", deferrable=True
+    )
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    trigger = info.value.trigger
+    assert isinstance(trigger, DateTimeTrigger)
+    wait = (trigger.moment - pendulum.now("UTC")).total_seconds()
+    assert 0 < wait <= RETRY_AFTER
+    assert meeting_id in quota_gong.meetings  # nothing deleted yet
+    assert op.execute_complete({}, event=None) == {"meeting_id": meeting_id, "deleted": True}
+    assert meeting_id not in quota_gong.meetings
+
+
+def test_an_update_that_is_not_deferrable_fails_with_the_wait_in_the_error(quota_gong):
+    meeting_id = _existing_meeting(quota_gong)
+    quota_gong.inject("status", status=429, retry_after=RETRY_AFTER, times=1, match="PUT /v2/meetings")
+    with pytest.raises(GongRateLimitError) as info:
+        _update(meeting_id, deferrable=False).execute({"ti": None})
+    assert info.value.retry_after == RETRY_AFTER and str(RETRY_AFTER) in str(info.value)
+    assert quota_gong.meetings[meeting_id]["title"] == "Before"
