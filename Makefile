@@ -7,7 +7,7 @@ AIRFLOW_VERSION ?= 3.3.2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: install test lint demo standin bench clean
+.PHONY: install test lint typecheck demo standin bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,42 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
+# mypy --strict on the package (settings in pyproject.toml's [tool.mypy]; tests/ are not checked).
+typecheck: install
+	$(VENV)/bin/mypy
+
+# The main suite on AIRFLOW_VERSION, then the same suite on every other supported Airflow (test-matrix).
+test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-matrix
+
+# The version matrix: besides AIRFLOW_VERSION (the newest 3.3.x, in $(VENV)), the oldest supported Airflow
+# (newest 3.1.x) and the newest 3.2.x, each in its own venv .venv-airflow-<minor>, installed from
+# constraints/airflow-<minor>.txt (the Airflow pin plus the era pins that Airflow needs, each explained
+# there). `make test-matrix MATRIX=3.1` runs one leg; MATRIX_PYTEST_ARGS go to pytest on every leg.
+MATRIX ?= 3.1 3.2
+# The `timing` tests (pacing and volume against the wall clock; see pyproject's markers) run on the main
+# venv only: what they check does not depend on Airflow, and they are the slowest part of the suite.
+MATRIX_PYTEST_ARGS ?= -m "not timing"
+MATRIX_STAMPS := $(foreach minor,$(MATRIX),.venv-airflow-$(minor)/.installed)
+MATRIX_TESTS := $(addprefix test-airflow-,$(MATRIX))
+.PHONY: test-matrix $(MATRIX_TESTS)
+
+# Like $(STAMP): rebuilt only when the pin file, pyproject.toml or this Makefile changes; pip then updates
+# the existing venv in place (a rerun with nothing changed costs nothing).
+$(MATRIX_STAMPS): .venv-airflow-%/.installed: constraints/airflow-%.txt pyproject.toml Makefile
+	$(PYTHON) -m venv .venv-airflow-$*
+	.venv-airflow-$*/bin/python -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	.venv-airflow-$*/bin/python -m pip install --quiet -c constraints/airflow-$*.txt apache-airflow \
+		-e ".[test]" 2>&1 | { grep -v "is ignored" || true; }
+	.venv-airflow-$*/bin/python -c "import airflow_provider_gong.operators.meetings, pytest, requests_mock"
+	touch $@
+
+test-matrix: $(MATRIX_TESTS)
+
+$(MATRIX_TESTS): test-airflow-%: .venv-airflow-%/.installed
+	@.venv-airflow-$*/bin/python -m pip show apache-airflow 2>/dev/null | sed -n 's/^Version: /== Airflow /p'
+	.venv-airflow-$*/bin/python -m pytest $(MATRIX_PYTEST_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py
@@ -40,7 +74,7 @@ standin: install
 	$(PY) -m airflow_provider_gong.testing --port 8765
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .venv-airflow-* .demo
 
 # A real local deployment (API server + UI, scheduler, DAG processor, triggerer; LocalExecutor) with the
 # example DAGs, the Gong stand-in and its connections; PostgreSQL metadata DB when reachable, else SQLite.

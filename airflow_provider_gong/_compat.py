@@ -28,7 +28,8 @@ from typing import Any
 try:  # Airflow >= 3.2: the task SDK owns the exceptions its runner catches
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 except ImportError:  # Airflow 3.1: task SDK 1.1 still catches the core classes
-    from airflow.exceptions import (  # type: ignore[assignment,no-redef]
+    # mypy checks against the newest Airflow, where these are the SDK's classes re-imported (not exported)
+    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef]
         AirflowException,
         AirflowFailException,
         TaskDeferred,

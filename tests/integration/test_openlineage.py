@@ -25,15 +25,11 @@ pytest.importorskip(
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_gong._compat import DagBag  # its module moved in Airflow 3.2
 from airflow_provider_gong.testing.warehouse import demo_rows
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 from tests.conftest import EXAMPLE_DAGS
 from tests.integration.helpers import seed
-
-try:  # Airflow >= 3.2
-    from airflow.dag_processing.dagbag import DagBag
-except ImportError:  # Airflow 3.1
-    from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.integration
 

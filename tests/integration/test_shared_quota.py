@@ -181,6 +181,7 @@ def assert_shared_rate(standin: StrictGong, results: list[dict]) -> None:
     assert all(r["ok"] > 0 for r in results)  # every process had its share, none was starved
 
 
+@pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_processes_on_one_machine_share_the_rate(strict_gong, tmp_path, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_GONG_SHARED",
@@ -191,6 +192,7 @@ def test_processes_on_one_machine_share_the_rate(strict_gong, tmp_path, monkeypa
     assert GongHook("gong_shared").limiter.usage() == (len(strict_gong.log), 10_000)
 
 
+@pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_processes_share_the_rate_through_postgres(strict_gong, tmp_path, monkeypatch):
     reason = postgres_reason()
     if reason:

@@ -40,6 +40,7 @@ def _answers(standin: GongStandIn) -> list[int]:
 
 
 
+@pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_the_mapped_example_keeps_the_rate_across_its_tasks(strict_gong, tmp_path, monkeypatch, run_dag):
     gong = strict_gong(3.0)
     monkeypatch.setenv(
@@ -52,6 +53,7 @@ def test_the_mapped_example_keeps_the_rate_across_its_tasks(strict_gong, tmp_pat
     assert _answers(gong).count(429) == 0
 
 
+@pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_two_batches_at_once_share_the_rate(strict_gong, warehouse, tmp_path):
     gong = strict_gong(10.0)
     seed(warehouse, demo_rows(30, bad=False))

@@ -233,6 +233,7 @@ def test_task_killed_mid_batch_then_rerun_loses_nothing_and_duplicates_nothing(
     assert summary["skipped_created"] >= killed_at - 2 * 4  # sent and recorded before the kill
 
 
+@pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_ten_thousand_rows_stream_in_bounded_pages(tmp_path, monkeypatch, fast_gong):
     # 10,000 calls is Gong's whole default day: a budget and a quota directory of its own, so neither
     # the default nor calls counted by an earlier stand-in on a reused port can end it.
@@ -251,7 +252,12 @@ def test_ten_thousand_rows_stream_in_bounded_pages(tmp_path, monkeypatch, fast_g
         for i in range(10_000)
     ]
     seed(wh, rows)
-    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", fast_gong.connection_json(rate_limit_per_second=100_000))
+    monkeypatch.setenv(  # faster now, and still its own budget and quota directory
+        "AIRFLOW_CONN_GONG_DEFAULT",
+        fast_gong.connection_json(
+            rate_limit_per_second=100_000, daily_quota=1_000_000, quota_dir=str(tmp_path / "quota")
+        ),
+    )
     op = operator(wh, page_size=500, progress_every_rows=2500)
     summary = op.execute({})
     assert summary["created"] == 10_000
