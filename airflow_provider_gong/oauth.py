@@ -63,9 +63,8 @@ from airflow_provider_gong.exceptions import (
     GongRateLimitError,
     GongValidationError,
 )
-from airflow_provider_gong.quota import default_quota_dir
 from airflow_provider_gong.redact import Redactor
-from airflow_provider_gong.shared_db import open_postgres, open_sqlite, row_values, sqlite_write_lock
+from airflow_provider_gong.shared_db import locate, open_postgres, open_sqlite, row_values, sqlite_write_lock
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 T = TypeVar("T")
@@ -317,23 +316,14 @@ def token_store_for(
     backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None
 ) -> TokenStore:
     """The process-wide token store for a connection's quota extras (the same backend as its quota)."""
-    if backend == "memory":
+    kind, where = locate(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id, filename=LOCAL_FILE)
+    if kind == "memory":
         return MEMORY
-    if backend == "local":
-        where = Path(os.path.expanduser(quota_dir)) if quota_dir else default_quota_dir()
-        key = ("local", os.path.abspath(where / LOCAL_FILE))
-        factory: Callable[[], TokenStore] = lambda: SQLiteTokenStore(key[1])  # noqa: E731
-    elif backend == "sql":
-        if not quota_conn_id:
-            raise GongValidationError("quota_backend 'sql' needs quota_conn_id: the PostgreSQL connection")
-        key = ("sql", quota_conn_id)
-        factory = lambda: SqlTokenStore(quota_conn_id)  # noqa: E731
-    else:
-        raise GongValidationError(f"quota_backend must be local, sql or memory, got {backend!r}")
     with _STORES_LOCK:
-        store = _STORES.get(key)
+        store = _STORES.get((kind, where))
         if store is None:
-            store = _STORES[key] = factory()
+            store = SQLiteTokenStore(where) if kind == "local" else SqlTokenStore(where)
+            _STORES[(kind, where)] = store
         return store
 
 

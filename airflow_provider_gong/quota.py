@@ -59,9 +59,16 @@ from urllib.parse import urlsplit
 
 import pendulum
 
-from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError, GongValidationError
+from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError
 from airflow_provider_gong.pacing import DEFAULT_LATE, DEFAULT_MARGIN, Schedule
-from airflow_provider_gong.shared_db import open_postgres, open_sqlite, row_values, sqlite_write_lock
+from airflow_provider_gong.shared_db import (
+    default_state_dir,
+    locate,
+    open_postgres,
+    open_sqlite,
+    row_values,
+    sqlite_write_lock,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -327,34 +334,19 @@ _STORES: dict[tuple[str, str], QuotaStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def default_quota_dir() -> Path:
-    """``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
-    default is ``~/airflow``)."""
-    return Path(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")) / "gong_quota"
+default_quota_dir = default_state_dir
 
 
 def store_for(backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None) -> QuotaStore:
     """The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
     so every hook of the process shares its connection too."""
-    if backend == "memory":
+    kind, where = locate(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id, filename=LOCAL_FILE)
+    if kind == "memory":
         return MEMORY
-    if backend == "local":
-        where = str(Path(os.path.expanduser(quota_dir)) if quota_dir else default_quota_dir())
-        key = ("local", os.path.abspath(os.path.join(where, LOCAL_FILE)))
-        factory: Callable[[], QuotaStore] = lambda: SQLiteStore(key[1])  # noqa: E731
-    elif backend == "sql":
-        if not quota_conn_id:
-            raise GongValidationError(
-                "quota_backend 'sql' needs quota_conn_id: the Airflow connection to keep it in"
-            )
-        key = ("sql", quota_conn_id)
-        factory = lambda: SqlStore(quota_conn_id)  # noqa: E731
-    else:
-        raise GongValidationError(f"quota_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     with _STORES_LOCK:
-        store = _STORES.get(key)
+        store = _STORES.get((kind, where))
         if store is None:
-            store = _STORES[key] = factory()
+            store = _STORES[(kind, where)] = SQLiteStore(where) if kind == "local" else SqlStore(where)
         return store
 
 

@@ -104,3 +104,32 @@ def open_postgres(conn_id: str, table: str, columns: str, *, needed_by: str) -> 
 def row_values(row: Any) -> tuple[Any, ...]:
     """A row as a tuple, also from a connection whose extras ask for dict rows."""
     return tuple(row.values()) if hasattr(row, "values") else tuple(row)
+
+
+def locate(
+    backend: str, *, quota_dir: str | None, quota_conn_id: str | None, filename: str
+) -> tuple[Literal["memory", "local", "sql"], str]:
+    """Where a connection's ``quota_backend`` extras put shared state: ``("local", absolute path of
+    filename in quota_dir)`` (default ``$AIRFLOW_HOME/gong_quota``), ``("sql", quota_conn_id)`` or
+    ``("memory", "")``. The quota and the OAuth token store read the same extras the same way.
+
+    :raises GongValidationError: an unknown backend, or ``sql`` without ``quota_conn_id``.
+    """
+    if backend == "memory":
+        return "memory", ""
+    if backend == "local":
+        where = Path(os.path.expanduser(quota_dir)) if quota_dir else default_state_dir()
+        return "local", os.path.abspath(where / filename)
+    if backend == "sql":
+        if not quota_conn_id:
+            raise GongValidationError(
+                "quota_backend 'sql' needs quota_conn_id: the Airflow connection of the PostgreSQL database"
+            )
+        return "sql", quota_conn_id
+    raise GongValidationError(f"quota_backend must be one of local, sql, memory, got {backend!r}")
+
+
+def default_state_dir() -> Path:
+    """``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
+    default is ``~/airflow``)."""
+    return Path(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")) / "gong_quota"
