@@ -1,0 +1,122 @@
+"""The ledger's DDL in each warehouse's own types, and the claim lock table beside it.
+
+One column list (``COLUMNS`` in :mod:`~airflow_provider_gong.sync.ledger`), written in the types each
+dialect accepts: BigQuery and Databricks have no ``VARCHAR(n)``/``TEXT`` (``STRING``), Redshift's
+``TEXT`` is only 256 bytes (Gong's meeting URLs are longer), MySQL/MariaDB compare text
+case-insensitively unless told otherwise (a key column in a binary collation compares keys exactly as
+the batch does, so ``abc`` and ``ABC`` are two keys).
+
+The primary key is declared only where the warehouse enforces it (SQLite, PostgreSQL, MySQL/MariaDB,
+DuckDB), as a second line of defence; the claim protocol never relies on it (see
+``docs/design/0001-claims-without-enforced-keys.md``). Where a key would only be informational
+(Snowflake, BigQuery, Redshift, Databricks) it is left out: an optimizer trusting a key that is not
+true can return wrong results.
+
+``python -m airflow_provider_gong.sync.ddl <dialect> [ledger_table]`` prints the statements, for teams
+that create tables themselves (the batch then only checks that they exist).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+#: generic column kinds -> the type each dialect spells them with
+_TYPES: dict[str, dict[str, str]] = {
+    "default": {"key": "VARCHAR(255)", "short": "VARCHAR({n})", "text": "TEXT", "int": "INTEGER"},
+    "bigquery": {"key": "STRING", "short": "STRING", "text": "STRING", "int": "INT64"},
+    "databricks": {"key": "STRING", "short": "STRING", "text": "STRING", "int": "INT"},
+    "redshift": {"key": "VARCHAR(255)", "short": "VARCHAR({n})", "text": "VARCHAR(65535)", "int": "INTEGER"},
+    "mysql": {
+        "key": "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "short": "VARCHAR({n})",
+        "text": "TEXT",
+        "int": "INTEGER",
+    },
+}
+#: dialects that enforce a PRIMARY KEY (the others accept one and ignore it)
+ENFORCES_KEYS = ("sqlite", "postgres", "mysql", "mariadb", "duckdb")
+#: the ledger's columns, in order, as (name, kind, width for "short", NOT NULL)
+LEDGER_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
+    ("row_key", "key", 0, True),
+    ("status", "short", 16, True),
+    ("meeting_id", "text", 0, False),
+    ("meeting_url", "text", 0, False),
+    ("request_id", "text", 0, False),
+    ("additional_invitees", "text", 0, False),
+    ("error", "text", 0, False),
+    ("error_kind", "short", 16, False),
+    ("attempts", "int", 0, True),
+    ("updated_at", "short", 40, True),
+    ("claimed_by", "short", 255, False),
+    ("fingerprint", "short", 64, False),
+    ("organizer_email", "text", 0, False),
+    ("end_time", "short", 40, False),
+    ("action", "short", 16, False),
+)
+DIALECTS = ("sqlite", "postgres", "mysql", "mariadb", "duckdb", "snowflake", "bigquery", "redshift", "databricks")
+
+
+def family(kind: str) -> str:
+    """The type family of a dialect name as hooks report it ("postgresql", "mysql", "bigquery", ...)."""
+    kind = kind.lower()
+    for name in ("bigquery", "databricks", "redshift", "mysql", "postgres", "sqlite", "duckdb", "snowflake"):
+        if kind.startswith(name):
+            return name
+    if kind.startswith("mariadb"):
+        return "mysql"
+    if kind.startswith("spark"):
+        return "databricks"
+    return "default"
+
+
+def column_type(kind: str, name: str) -> str:
+    """The declared type of ledger column ``name`` in dialect ``kind``."""
+    types = _TYPES.get(family(kind), _TYPES["default"])
+    _, generic, width, _ = next(c for c in LEDGER_COLUMNS if c[0] == name)
+    return types[generic].format(n=width)
+
+
+def ledger_ddl(kind: str, table: str, *, primary_key: bool | None = None, quote: str = "{}") -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for the ledger. ``primary_key`` None: declared where enforced.
+    ``table`` comes quoted; ``quote`` formats column names (the hook's ``escape_word_format``)."""
+    if primary_key is None:
+        primary_key = family(kind) in ENFORCES_KEYS or kind.lower().startswith("mariadb")
+    columns = []
+    for name, _, _, not_null in LEDGER_COLUMNS:
+        spec = f"{quote.format(name)} {column_type(kind, name)}"
+        if not_null:
+            spec += " NOT NULL"
+        if name == "row_key" and primary_key:
+            spec += " PRIMARY KEY"
+        columns.append(spec)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
+
+
+def lock_table_name(table: str) -> str:
+    """The claim lock table of a ledger: its name with ``_lock`` (inside the quotes of a quoted part)."""
+    head, _, last = table.rpartition(".")
+    quoted = re.fullmatch(r'(["`\[])(.*)(["`\]])', last)
+    last = f"{quoted.group(1)}{quoted.group(2)}_lock{quoted.group(3)}" if quoted else f"{last}_lock"
+    return f"{head}.{last}" if head else last
+
+
+def lock_ddl(lock_table: str, quote: str = "{}") -> str:
+    """The lock table, created *with* its one row in a single statement (CREATE TABLE ... AS SELECT):
+    creating a table of a given name succeeds for one caller only, on every warehouse, so there is
+    never a second lock row and never a lock table without one."""
+    return f"CREATE TABLE {lock_table} AS SELECT 0 AS {quote.format('claims')}"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].lower() not in DIALECTS:
+        print(f"usage: python -m airflow_provider_gong.sync.ddl <{'|'.join(DIALECTS)}> [ledger_table]")
+        return 2
+    kind, table = argv[0].lower(), argv[1] if len(argv) > 1 else "gong_meeting_ledger"
+    print(ledger_ddl(kind, table) + ";")
+    print(lock_ddl(lock_table_name(table)) + ";")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
