@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 
 #: generic column kinds -> the type each dialect spells them with
 _TYPES: dict[str, dict[str, str]] = {
@@ -77,14 +78,20 @@ def column_type(kind: str, name: str) -> str:
     return types[generic].format(n=width)
 
 
-def ledger_ddl(kind: str, table: str, *, primary_key: bool | None = None, quote: str = "{}") -> str:
+def _plain(name: str) -> str:
+    return name
+
+
+def ledger_ddl(
+    kind: str, table: str, *, primary_key: bool | None = None, quote: Callable[[str], str] = _plain
+) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for the ledger. ``primary_key`` None: declared where enforced.
-    ``table`` comes quoted; ``quote`` formats column names (the hook's ``escape_word_format``)."""
+    ``table`` comes quoted; ``quote`` quotes a column name the hook's way."""
     if primary_key is None:
         primary_key = family(kind) in ENFORCES_KEYS or kind.lower().startswith("mariadb")
     columns = []
     for name, _, _, not_null in LEDGER_COLUMNS:
-        spec = f"{quote.format(name)} {column_type(kind, name)}"
+        spec = f"{quote(name)} {column_type(kind, name)}"
         if not_null:
             spec += " NOT NULL"
         if name == "row_key" and primary_key:
@@ -101,11 +108,11 @@ def lock_table_name(table: str) -> str:
     return f"{head}.{last}" if head else last
 
 
-def lock_ddl(lock_table: str, quote: str = "{}") -> str:
+def lock_ddl(lock_table: str, quote: Callable[[str], str] = _plain) -> str:
     """The lock table, created *with* its one row in a single statement (CREATE TABLE ... AS SELECT):
     creating a table of a given name succeeds for one caller only, on every warehouse, so there is
     never a second lock row and never a lock table without one."""
-    return f"CREATE TABLE {lock_table} AS SELECT 0 AS {quote.format('claims')}"
+    return f"CREATE TABLE {lock_table} AS SELECT 0 AS {quote('claims')}"
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,12 @@ exactly-once.
 
 Every write to a row happens under a **claim**: an atomic state change only one runner can win.
 
-- a new key is claimed by INSERTing it (the primary key lets one runner in);
+- a new key is claimed by INSERTing it, inside a transaction that first takes the ledger's **claim
+  lock** (``UPDATE <ledger>_lock SET claims = claims + 1``, one row made with the table) and then
+  checks the key is still absent. The lock serialises claimers (a row lock, a table lock, or one of
+  two conflicting transactions fails and is retried), so this holds on warehouses that never enforce
+  a primary key (Snowflake, BigQuery, Redshift, Databricks); see
+  ``docs/design/0001-claims-without-enforced-keys.md``;
 - a failed key is claimed by ``UPDATE ... WHERE row_key = ? AND status = 'failed' AND attempts = ?``
   (the attempt counter defeats ABA: a row failed again in between has another count);
 - the winner is told by the rowcount, or, where a driver reports none, by reading back its own claim
@@ -36,9 +41,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pendulum
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
-from airflow_provider_gong.sync.sql import dialect, execute, quote_identifier
+from airflow_provider_gong.sync.ddl import column_type, ledger_ddl, lock_ddl, lock_table_name
+from airflow_provider_gong.sync.sql import (
+    begin,
+    connect,
+    dialect,
+    execute,
+    is_alive,
+    is_mysql,
+    quote_identifier,
+    rollback_quietly,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -70,14 +85,14 @@ COLUMNS = (
 )
 # 0.1.0 declared these VARCHAR(32/2048/128); Gong's answers are kept whole since 0.2.0.
 _WIDENED = ("meeting_id", "meeting_url", "request_id")
-# Columns added after 0.1.0, with their types: added in place to an older ledger on first use.
-_ADDED = {
-    "claimed_by": "VARCHAR(255)",
-    "fingerprint": "VARCHAR(64)",  # sha256 of the meeting as Gong last accepted it
-    "organizer_email": "TEXT",  # who owns it in Gong (a DELETE needs it)
-    "end_time": "VARCHAR(40)",  # UTC ISO-8601: is the meeting over? (rows gone from the source too)
-    "action": "VARCHAR(16)",  # what a pending claim is doing: create, update, delete, replace
-}
+# Columns added after 0.1.0: added in place to an older ledger on first use (types: sync/ddl.py).
+_ADDED = (
+    "claimed_by",
+    "fingerprint",  # sha256 of the meeting as Gong last accepted it
+    "organizer_email",  # who owns it in Gong (a DELETE needs it)
+    "end_time",  # UTC ISO-8601: is the meeting over? (rows gone from the source too)
+    "action",  # what a pending claim is doing: create, update, delete, replace
+)
 _ENTRY_COLUMNS = (
     "row_key",
     "status",
@@ -112,6 +127,11 @@ class MeetingState:
 
 class LedgerWriteError(Exception):
     """A ledger statement still failed after its retries."""
+
+
+class _KeysCollide(Exception):
+    """The ledger holds two keys of one claim window as one (a case-insensitive collation): not worth
+    retrying as a window; each row is claimed on its own instead."""
 
 
 @dataclass(frozen=True)
@@ -222,13 +242,18 @@ class ResultsLedger:
         self.table = quote_identifier(hook, table, what="ledger_table")
         self.owner = owner[:255]
         self.ph = hook.placeholder
+        self.kind = dialect(hook)
+        self.lock_table = lock_table_name(self.table)
+        #: keys this run could not claim because the ledger holds them under another spelling (its
+        #: collation compares them equal, e.g. ``ABC`` and ``abc``): key -> the spelling it holds
+        self.collisions: dict[str, str] = {}
         self._cols = {c: quote_identifier(hook, c) for c in COLUMNS}
         self._write_attempts = write_attempts
         self._sleep = sleep
         self._known: set[str] | None = None  # the table's columns, once read
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gong-ledger")
         self._thread: threading.Thread = self._worker.submit(threading.current_thread).result()
-        self.conn: Any = self._worker.submit(hook.get_conn).result()
+        self.conn: Any = self._worker.submit(connect, hook).result()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on the ledger's thread; steps run one at a time, in the order queued."""
@@ -247,24 +272,11 @@ class ResultsLedger:
 
     @_in_worker
     def ensure_table(self) -> None:
-        """Create the table if absent and migrate a 0.1.0 table; safe when runners race to do it."""
+        """Create the table and its claim lock if absent, and migrate an older ledger in place; safe
+        when runners race to do it (each step checks whether a concurrent runner did it first)."""
         c = self._cols
         if self._columns() is None:
-            ddl = (
-                f"CREATE TABLE IF NOT EXISTS {self.table} ("
-                f"{c['row_key']} VARCHAR(255) NOT NULL PRIMARY KEY, "
-                f"{c['status']} VARCHAR(16) NOT NULL, "
-                f"{c['meeting_id']} TEXT, "
-                f"{c['meeting_url']} TEXT, "
-                f"{c['request_id']} TEXT, "
-                f"{c['additional_invitees']} TEXT, "
-                f"{c['error']} TEXT, "
-                f"{c['error_kind']} VARCHAR(16), "
-                f"{c['attempts']} INTEGER NOT NULL, "
-                f"{c['updated_at']} VARCHAR(40) NOT NULL, "
-                + ", ".join(f"{c[name]} {kind}" for name, kind in _ADDED.items())
-                + ")"
-            )
+            ddl = ledger_ddl(self.kind, self.table, quote=lambda name: c[name])
             self._ddl(ddl, done=lambda: self._columns() is not None)
         columns = self._columns() or set()
         missing = [name for name in _ADDED if name not in columns]
@@ -275,10 +287,36 @@ class ResultsLedger:
             def added(name: str = name) -> bool:  # a def, not a lambda: mypy cannot type a lambda's default
                 return name in (self._columns() or set())
 
-            self._ddl(f"ALTER TABLE {self.table} ADD COLUMN {c[name]} {_ADDED[name]}", done=added)
+            kind = column_type(self.kind, name)
+            self._ddl(f"ALTER TABLE {self.table} ADD COLUMN {c[name]} {kind}", done=added)
         if "claimed_by" in missing:  # a 0.1.0 ledger: its ID/URL columns were too narrow
             self._widen()
         self._known = columns | set(missing)  # no need to read it again: a round trip saved
+        self._ensure_lock()
+
+    def _ensure_lock(self) -> None:
+        """The claim lock: a one-row table made in one statement (CREATE TABLE ... AS SELECT), which
+        succeeds for one caller only; a ledger made by an earlier version gets it here."""
+        if self._lock_rows() is None:
+            self._ddl(lock_ddl(self.lock_table, quote=self._quote), done=lambda: self._lock_rows() is not None)
+        rows = self._lock_rows()
+        if not rows:
+            raise LedgerWriteError(
+                f"the claim lock table {self.lock_table} has no row (deleted by hand?); claims cannot be made "
+                f"safely. Drop the table {self.lock_table}; the next run makes it again with its row."
+            )
+
+    def _lock_rows(self) -> int | None:
+        try:
+            _, rows, _ = execute(self.conn, f"SELECT COUNT(*) FROM {self.lock_table}")
+        except Exception:
+            rollback_quietly(self.conn)
+            return None
+        rollback_quietly(self.conn)
+        return int(rows[0][0])
+
+    def _quote(self, name: str) -> str:
+        return quote_identifier(self.hook, name)
 
     def _widen(self) -> None:
         kind = dialect(self.hook)
@@ -362,50 +400,10 @@ class ResultsLedger:
 
     # -- claims -----------------------------------------------------------------------------------
 
-    @_in_worker
     def claim(self, key: str, entry: LedgerEntry | None, action: str = "create") -> bool:
         """Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
         runner won and the claim is committed; False: another runner changed the row first."""
-        attempts = (entry.attempts if entry else 0) + 1
-        return self._retry(lambda: self._claim_once(key, entry, attempts, action))
-
-    def _claim_once(self, key: str, entry: LedgerEntry | None, attempts: int, action: str) -> bool:
-        c = self._cols
-        values = {"status": PENDING, "error": None, "error_kind": None, "attempts": attempts}
-        values.update(claimed_by=self.owner, updated_at=_now(), action=action)
-        if entry is None:
-            row = {"row_key": key, **values}
-            sql = (
-                f"INSERT INTO {self.table} ({', '.join(c[k] for k in row)}) "
-                f"VALUES ({', '.join([self.ph] * len(row))})"
-            )
-            try:
-                execute(self.conn, sql, tuple(row.values()))
-                self.conn.commit()
-                return True
-            except Exception:
-                self._rollback()
-                now = self.get(key)
-                if now is None:
-                    raise  # not a lost race: a real failure (retried by _retry)
-                return self._is_mine(now, attempts)  # our own commit may have landed before it failed
-        sql = (
-            f"UPDATE {self.table} SET {self._assignments(values)} WHERE {c['row_key']} = {self.ph} "
-            f"AND {c['status']} = {self.ph} AND {c['attempts']} = {self.ph}"
-        )
-        try:
-            _, _, rowcount = execute(self.conn, sql, (*values.values(), key, entry.status, entry.attempts))
-            self.conn.commit()
-        except Exception:
-            self._rollback()
-            now = self.get(key)
-            if now is not None and self._is_mine(now, attempts):
-                return True
-            raise
-        if rowcount >= 0:
-            return rowcount == 1
-        now = self.get(key)  # the driver reports no rowcount: read our token back
-        return now is not None and self._is_mine(now, attempts)
+        return self.claim_many([ClaimRequest(key, entry, action)])[key]
 
     def _is_mine(self, entry: LedgerEntry, attempts: int) -> bool:
         return entry.claimed_by == self.owner and entry.status == PENDING and entry.attempts == attempts
@@ -452,63 +450,35 @@ class ResultsLedger:
 
     @_in_worker
     def claim_many(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """Claim a window of rows in one transaction: one INSERT for the new keys, one conditional
-        UPDATE for the rest. Which rows were won is told by the rowcount, or by reading the tokens
-        back. When the window cannot go through whole (a key another runner inserted first, a lock),
-        it is rolled back and each row is claimed on its own, as :meth:`claim` does."""
+        """Claim a window of rows in one transaction (see :meth:`_claim_window`). When the window cannot
+        go through whole (keys the ledger holds as one, a lock), each row is claimed on its own."""
         if not requests:
             return {}
         try:
-            return self._claim_window(requests)
-        except Exception as exc:
-            self._rollback()
-            log.debug("Ledger %s: window claim fell back to row claims: %s", self.table_name, exc)
-        current = self.lookup([r.key for r in requests])  # retried inside
-        won = {}
+            return self._retry(lambda: self._claim_window(requests))
+        except LedgerWriteError as exc:
+            if len(requests) == 1:
+                raise
+            log.info("Ledger %s: claiming the window's rows one at a time: %s", self.table_name, exc)
+        won: dict[str, bool] = {}
         for request in requests:
-            now = current.get(request.key)
-            if now is not None and self._is_mine(now, request.attempts):
-                won[request.key] = True  # our window's commit landed before its error
-            else:
-                won[request.key] = self.claim(request.key, request.entry, request.action)
+            won.update(self._retry(lambda r=request: self._claim_window([r])))  # type: ignore[misc]
         return won
 
     def _claim_window(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
-        c, ph, now = self._cols, self.ph, _now()
-        new = [r for r in requests if r.entry is None]
-        old = [r for r in requests if r.entry is not None]
-        won: dict[str, bool] = {}
-        if new:
-            names = ("row_key", "status", "attempts", "claimed_by", "updated_at", "action")
-            marks = "(" + ", ".join([ph] * len(names)) + ")"
-            params = [v for r in new for v in (r.key, PENDING, 1, self.owner, now, r.action)]
-            execute(
-                self.conn,
-                f"INSERT INTO {self.table} ({', '.join(c[n] for n in names)}) "
-                f"VALUES {', '.join([marks] * len(new))}",
-                tuple(params),
-            )
-            won.update((r.key, True) for r in new)
-        rowcount = 0
-        if old:
-            cases = " ".join(f"WHEN {ph} THEN {ph}" for _ in old)
-            matches = " OR ".join(
-                f"({c['row_key']} = {ph} AND {c['status']} = {ph} AND {c['attempts']} = {ph})" for _ in old
-            )
-            sql = (
-                f"UPDATE {self.table} SET {c['status']} = {ph}, {c['error']} = NULL, "
-                f"{c['error_kind']} = NULL, {c['attempts']} = {c['attempts']} + 1, "
-                f"{c['claimed_by']} = {ph}, {c['updated_at']} = {ph}, "
-                f"{c['action']} = CASE {c['row_key']} {cases} END "
-                f"WHERE {c['row_key']} IN ({', '.join([ph] * len(old))}) AND ({matches})"
-            )
-            params = [PENDING, self.owner, now]
-            params += [v for r in old for v in (r.key, r.action)]
-            params += [r.key for r in old]
-            # every entry in `old` is set (filtered above); mypy cannot carry that through the list
-            params += [v for r in old for v in (r.key, r.entry.status, r.entry.attempts)]  # type: ignore[union-attr]
-            _, _, rowcount = execute(self.conn, sql, tuple(params))
-        self.conn.commit()
+        """One transaction: take the claim lock, INSERT the new keys still absent, conditionally UPDATE
+        the rest, commit. Which rows were won is told by the rowcount, or by reading the tokens back."""
+        begin(self.conn, self.kind)
+        try:
+            self._take_lock()
+            new = [r for r in requests if r.entry is None]
+            won = self._insert_claims(new) if new else {}
+            old = [r for r in requests if r.entry is not None]
+            rowcount = self._update_claims(old) if old else 0
+            self.conn.commit()
+        except BaseException:
+            rollback_quietly(self.conn)
+            raise
         if old and rowcount == len(old):
             won.update((r.key, True) for r in old)
         elif old:  # some lost, or the driver does not say: read the tokens back
@@ -517,6 +487,105 @@ class ResultsLedger:
                 now_entry = current.get(r.key)
                 won[r.key] = now_entry is not None and self._is_mine(now_entry, r.attempts)
         return won
+
+    def _take_lock(self) -> None:
+        """Serialise claimers: a second runner's UPDATE of the lock row waits for this transaction (or,
+        on optimistic warehouses, one of the two fails and is retried), so the absence check below
+        sees every key claimed before it."""
+        _, _, rowcount = execute(self.conn, f"UPDATE {self.lock_table} SET {self._quote('claims')} = "
+                                 f"{self._quote('claims')} + 1")
+        if rowcount == 0:
+            raise LedgerWriteError(f"the claim lock table {self.lock_table} has no row")
+
+    def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
+        """INSERT the new keys the ledger does not hold yet (under the lock). A key already there is
+        lost, unless it is this runner's own claim whose commit landed before an error."""
+        c, ph = self._cols, self.ph
+        keys = [r.key for r in new]
+        held = self._held(keys)
+        won: dict[str, bool] = {}
+        fresh = []
+        for r in new:
+            entry = held.get(r.key)
+            if entry is not None:
+                won[r.key] = self._is_mine(entry, 1)
+            elif r.key in self.collisions:
+                won[r.key] = False
+            else:
+                fresh.append(r)
+        if not fresh:
+            return won
+        names = ("row_key", "status", "attempts", "claimed_by", "updated_at", "action")
+        marks = "(" + ", ".join([ph] * len(names)) + ")"
+        now = _now()
+        params = [v for r in fresh for v in (r.key, PENDING, 1, self.owner, now, r.action)]
+        sql = (
+            f"INSERT INTO {self.table} ({', '.join(c[n] for n in names)}) "
+            f"VALUES {', '.join([marks] * len(fresh))}"
+        )
+        try:
+            execute(self.conn, sql, tuple(params))
+        except Exception as exc:
+            if len(fresh) > 1 and _is_integrity_error(exc):
+                raise _KeysCollide(f"the ledger refused keys of one window as duplicates: {exc}") from exc
+            raise
+        if len(fresh) > 1 and is_mysql(self.kind):
+            self._check_collation([r.key for r in fresh])
+        won.update((r.key, True) for r in fresh)
+        return won
+
+    def _held(self, keys: list[str]) -> dict[str, LedgerEntry]:
+        """The ledger's entries for these keys, read under the lock. A key the ledger holds under
+        another spelling (its collation compares them equal) is noted in :attr:`collisions`."""
+        c, ph = self._cols, self.ph
+        columns = ("row_key", "status", "attempts", "claimed_by")
+        sql = (
+            f"SELECT {', '.join(c[n] for n in columns)} FROM {self.table} "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))})"
+        )
+        _, rows, _ = execute(self.conn, sql, tuple(keys))
+        held = {str(k): LedgerEntry(str(st), None, int(a or 0), by) for k, st, a, by in rows}
+        if len(held) > len(set(keys) & set(held)):  # other spellings came back: whose are they?
+            for key in set(keys) - set(held):
+                _, same, _ = execute(
+                    self.conn, f"SELECT {c['row_key']} FROM {self.table} WHERE {c['row_key']} = {ph}", (key,)
+                )
+                if same:
+                    self.collisions[key] = str(same[0][0])
+        return held
+
+    def _check_collation(self, keys: list[str]) -> None:
+        """MySQL/MariaDB: a ledger in a case-insensitive collation (made by hand, or before 0.2.0) may
+        hold two keys of this window as one; then the window is undone and each row claimed alone."""
+        c, ph = self._cols, self.ph
+        sql = (
+            f"SELECT {c['row_key']} FROM {self.table} WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))}) "
+            f"GROUP BY {c['row_key']} HAVING COUNT(*) > 1"
+        )
+        _, rows, _ = execute(self.conn, sql, tuple(keys))
+        if rows:
+            raise _KeysCollide(f"the ledger's collation holds keys of one window as one ({rows[0][0]!r})")
+
+    def _update_claims(self, old: Sequence[ClaimRequest]) -> int:
+        c, ph, now = self._cols, self.ph, _now()
+        cases = " ".join(f"WHEN {ph} THEN {ph}" for _ in old)
+        matches = " OR ".join(
+            f"({c['row_key']} = {ph} AND {c['status']} = {ph} AND {c['attempts']} = {ph})" for _ in old
+        )
+        sql = (
+            f"UPDATE {self.table} SET {c['status']} = {ph}, {c['error']} = NULL, "
+            f"{c['error_kind']} = NULL, {c['attempts']} = {c['attempts']} + 1, "
+            f"{c['claimed_by']} = {ph}, {c['updated_at']} = {ph}, "
+            f"{c['action']} = CASE {c['row_key']} {cases} END "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(old))}) AND ({matches})"
+        )
+        params: list[Any] = [PENDING, self.owner, now]
+        params += [v for r in old for v in (r.key, r.action)]
+        params += [r.key for r in old]
+        # every entry in `old` is set (the caller filtered); mypy cannot carry that through the list
+        params += [v for r in old for v in (r.key, r.entry.status, r.entry.attempts)]  # type: ignore[union-attr]
+        _, _, rowcount = execute(self.conn, sql, tuple(params))
+        return rowcount
 
     @_in_worker
     def record_many(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
@@ -619,7 +688,7 @@ class ResultsLedger:
 
         try:
             return Retrying(
-                retry=retry_if_exception_type(Exception),
+                retry=retry_if_not_exception_type(_KeysCollide),
                 stop=stop_after_attempt(self._write_attempts),
                 wait=wait_exponential(multiplier=0.2, max=2),
                 sleep=self._sleep,
@@ -632,15 +701,21 @@ class ResultsLedger:
             ) from exc
 
     def _rollback(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.rollback()
+        rollback_quietly(self.conn)
 
     def _reconnect_if_broken(self) -> None:
-        try:
-            self.conn.rollback()
-        except Exception:
-            self.close()
-            self.conn = self.hook.get_conn()
+        """Between retries (on the ledger's own thread): a connection that no longer answers is
+        replaced. It is closed directly: closing the ledger would wait for this very thread."""
+        if is_alive(self.conn):
+            return
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.conn = connect(self.hook)
+
+
+def _is_integrity_error(exc: BaseException) -> bool:
+    """A DB-API IntegrityError of whatever driver (each module defines its own class of that name)."""
+    return any(kind.__name__ == "IntegrityError" for kind in type(exc).__mro__)
 
 
 def _now() -> str:

@@ -458,6 +458,20 @@ class BatchRun:
     ) -> None:
         progress = self.progress
         if not self.pipe.claim(key, entry, CREATE):
+            held = self.ledger.collisions.get(key)
+            if held is not None:
+                progress.duplicate_keys += 1
+                progress.failed += 1
+                log.error(
+                    "Row key %r is the same key as %r to the ledger %s (its collation compares them "
+                    "equal, e.g. case-insensitively); this row was not sent. Make %s unique the way the "
+                    "ledger compares, or give the ledger's row_key column a binary collation.",
+                    key,
+                    held,
+                    self.ledger.table_name,
+                    self.columns["key"],
+                )
+                return
             progress.claimed_elsewhere += 1
             log.info("Row %s: another run claimed it first; skipped here", key)
             return

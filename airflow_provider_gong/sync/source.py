@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.exceptions import GongValidationError
-from airflow_provider_gong.sync.sql import as_text, execute, literal_percent, quote_identifier
+from airflow_provider_gong.sync.sql import (
+    as_text,
+    connect,
+    dialect,
+    is_mysql,
+    literal_percent,
+    quote_identifier,
+    rollback_quietly,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -22,6 +30,8 @@ if TYPE_CHECKING:
 MAX_KEY_LENGTH = 255
 #: At most this many duplicate keys are held in memory (and reported) per run.
 MAX_DUPLICATE_KEYS = 100_000
+#: MySQL's type code of a TIMESTAMP column (an instant; DATETIME, code 12, is a wall-clock time)
+_MYSQL_TIMESTAMP = 7
 
 
 def normalise_key(value: Any) -> str:
@@ -59,7 +69,8 @@ class SourceReader:
         self.ph = hook.placeholder
         self.page_size = page_size
         self.hook = hook
-        self.conn = hook.get_conn()
+        self.conn = connect(hook)  # on MySQL/MariaDB: a session in UTC (see _instants)
+        self._mysql = is_mysql(dialect(hook))
         #: rows returned by each fetch, so tests can prove memory stays bounded
         self.fetch_sizes: list[int] = []
 
@@ -155,12 +166,34 @@ class SourceReader:
                 return
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur = self.conn.cursor()
         try:
-            names, rows, _ = execute(self.conn, sql, params)
+            cur.execute(sql, params)
+            description = cur.description or ()
+            rows = [tuple(r) for r in cur.fetchall()] if description else []
         finally:
+            cur.close()
             # Readers must not hold a transaction (and its locks or snapshot) while Gong is called.
-            self.conn.rollback()
-        return names, rows
+            rollback_quietly(self.conn)
+        return [d[0] for d in description], self._instants(description, rows)
+
+    def _instants(self, description: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """MySQL/MariaDB return a TIMESTAMP (an instant) as a naive value in the session's zone, which
+        :func:`~airflow_provider_gong.sync.sql.connect` set to UTC: say so, so that the task's
+        ``timezone`` (meant for naive wall-clock values, e.g. DATETIME) does not shift it."""
+        if not self._mysql:
+            return rows
+        utc = [i for i, d in enumerate(description) if d[1] == _MYSQL_TIMESTAMP]
+        if not utc:
+            return rows
+        fixed = []
+        for row in rows:
+            values = list(row)
+            for i in utc:
+                if isinstance(values[i], dt.datetime) and values[i].tzinfo is None:
+                    values[i] = values[i].replace(tzinfo=dt.timezone.utc)
+            fixed.append(tuple(values))
+        return fixed
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,7 +7,11 @@ so that drivers with ``%s`` placeholders parse every statement the same way.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.exceptions import GongValidationError
@@ -15,6 +19,7 @@ from airflow_provider_gong.exceptions import GongValidationError
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+log = logging.getLogger(__name__)
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,127}$")
 _QUOTED = re.compile(r'^"([^"]{1,128})"$')
 _FOLDS_TO_LOWER = ("postgres", "redshift")
@@ -102,3 +107,79 @@ def execute(
     finally:
         cur.close()
     return names, rows, rowcount
+
+
+# -- connections and transactions: the drivers' differences --------------------------------------
+
+#: how long a run waits for a DuckDB file another process holds (DuckDB allows one writing process per
+#: file) before it gives up with a clear error
+FILE_LOCK_WAIT_SECONDS = 600.0
+
+
+def connect(
+    hook: DbApiHook, *, wait: float = FILE_LOCK_WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep
+) -> Any:
+    """A new DB-API connection, set up the way the batch reads and writes.
+
+    - MySQL/MariaDB: the session's time zone is UTC, so a ``TIMESTAMP`` (an instant) comes back as naive
+      UTC whatever the server's or the user's default zone (the source then marks it as UTC);
+    - DuckDB: a file another process has open is waited for (up to ``wait`` seconds), not a failure.
+    """
+    kind = dialect(hook)
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            conn = hook.get_conn()
+            break
+        except Exception as exc:
+            held = "conflicting lock" in str(exc).lower()
+            if not held or time.monotonic() >= deadline:
+                if held:
+                    raise RuntimeError(
+                        f"the DuckDB file of connection {hook.get_conn_id()!r} is still held by another "
+                        f"process after {wait:.0f} s (DuckDB allows one writing process per file): "
+                        f"{_first_line(exc)}. Run one batch on this file at a time (max_active_runs=1)."
+                    ) from None
+                raise
+            if not told:
+                log.info("The DuckDB file is open in another process (another run?); waiting for it: %s",
+                         _first_line(exc))
+                told = True
+            sleep(1.0)
+    if is_mysql(kind):
+        execute(conn, "SET time_zone = '+00:00'")
+    return conn
+
+
+def is_mysql(kind: str) -> bool:
+    return kind.startswith(("mysql", "mariadb"))
+
+
+def begin(conn: Any, kind: str) -> None:
+    """Open a transaction where the driver does not: DuckDB runs each statement on its own otherwise.
+    (PEP 249 drivers open one implicitly before the first statement.)"""
+    if kind.startswith("duckdb"):
+        execute(conn, "BEGIN TRANSACTION")
+
+
+def rollback_quietly(conn: Any) -> None:
+    """End whatever transaction is open. Some drivers (DuckDB) refuse a rollback with none open; a
+    connection that is broken is found by the next statement, not here."""
+    with contextlib.suppress(Exception):
+        conn.rollback()
+
+
+def is_alive(conn: Any) -> bool:
+    try:
+        execute(conn, "SELECT 1")
+    except Exception:
+        return False
+    finally:
+        rollback_quietly(conn)
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
