@@ -498,40 +498,40 @@ class ResultsLedger:
             raise LedgerWriteError(f"the claim lock table {self.lock_table} has no row")
 
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """INSERT the new keys the ledger does not hold yet (under the lock). A key already there is
-        lost, unless it is this runner's own claim whose commit landed before an error."""
+        """INSERT the new keys the ledger does not hold yet, in one statement (under the lock). When
+        fewer rows went in than asked, the ledger is read to tell which: a key already there is lost,
+        unless it is this runner's own claim whose commit landed before an error, or the ledger holds
+        it under another spelling (a collision, see :meth:`_held`)."""
         c, ph = self._cols, self.ph
-        keys = [r.key for r in new]
-        held = self._held(keys)
-        won: dict[str, bool] = {}
-        fresh = []
-        for r in new:
-            entry = held.get(r.key)
-            if entry is not None:
-                won[r.key] = self._is_mine(entry, 1)
-            elif r.key in self.collisions:
-                won[r.key] = False
-            else:
-                fresh.append(r)
+        fresh = [r for r in new if r.key not in self.collisions]
+        won = {r.key: False for r in new if r.key in self.collisions}
         if not fresh:
             return won
+        one = f"SELECT {ph} AS k, {ph} AS a, {ph} AS o, {ph} AS t"
+        rows = " UNION ALL ".join([one] + [f"SELECT {ph}, {ph}, {ph}, {ph}"] * (len(fresh) - 1))
         names = ("row_key", "status", "attempts", "claimed_by", "updated_at", "action")
-        marks = "(" + ", ".join([ph] * len(names)) + ")"
-        now = _now()
-        params = [v for r in fresh for v in (r.key, PENDING, 1, self.owner, now, r.action)]
         sql = (
             f"INSERT INTO {self.table} ({', '.join(c[n] for n in names)}) "
-            f"VALUES {', '.join([marks] * len(fresh))}"
+            f"SELECT v.k, '{PENDING}', 1, v.o, v.t, v.a FROM ({rows}) v "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} led WHERE led.{c['row_key']} = v.k)"
         )
+        now = _now()
+        params = tuple(v for r in fresh for v in (r.key, r.action, self.owner, now))
         try:
-            execute(self.conn, sql, tuple(params))
+            _, _, rowcount = execute(self.conn, sql, params)
         except Exception as exc:
             if len(fresh) > 1 and _is_integrity_error(exc):
                 raise _KeysCollide(f"the ledger refused keys of one window as duplicates: {exc}") from exc
             raise
         if len(fresh) > 1 and is_mysql(self.kind):
             self._check_collation([r.key for r in fresh])
-        won.update((r.key, True) for r in fresh)
+        if rowcount == len(fresh):
+            won.update((r.key, True) for r in fresh)
+            return won
+        held = self._held([r.key for r in fresh])
+        for r in fresh:
+            entry = held.get(r.key)
+            won[r.key] = entry is not None and self._is_mine(entry, 1)
         return won
 
     def _held(self, keys: list[str]) -> dict[str, LedgerEntry]:

@@ -33,7 +33,8 @@ def test_at_most_one_statement_per_row(warehouse, fast_gong, window):
     assert summary["created"] == 60 and fast_gong.created_count() == 60
     assert trips.executes <= 60, trips.statements
     windows = 60 // (window or 3)  # automatic windows have at least 3 rows
-    assert trips.writes() <= 2 * windows  # claims and outcomes: a statement per window each
+    # A claim window is the claim lock's UPDATE and the claims, in one transaction; outcomes one more.
+    assert trips.writes() <= 3 * windows
     assert trips.commits <= 2 * windows + 3  # + the ledger's set-up
     assert all(r["status"] == "created" for r in ledger(warehouse).values())
 

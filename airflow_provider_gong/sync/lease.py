@@ -1,0 +1,158 @@
+"""The ledger's lease: one runner writes claims to a ledger at a time, on every warehouse.
+
+Gong's quota is per company (3 calls/s), so two runners on one ledger gain nothing; one writer at a
+time costs no throughput and makes the claim safe where nothing else would (warehouses that never
+enforce a key, and some that have no multi-statement transactions: BigQuery's DB-API, Databricks).
+
+The lease is the one row of ``<ledger>_lock`` (made with its row by CREATE TABLE ... AS SELECT, which
+succeeds for one caller only): ``owner`` ('' when free), ``fence`` (raised by every acquisition) and
+``expires_at`` (epoch milliseconds, the holder's clock). Every step is one conditional UPDATE whose
+rowcount says whether it held, the primitive every warehouse has:
+
+- acquire: ``SET owner = me, fence = f + 1, expires_at = ... WHERE fence = f AND (owner = '' OR
+  expires_at < now)`` after reading ``f``;
+- renew (the fencing check): ``SET expires_at = ... WHERE owner = me AND fence = f``. It opens every
+  claim transaction, so a claim commits only while the lease is this runner's (where the warehouse has
+  transactions it is atomic; elsewhere it is a check right before the claim), and a heartbeat renews
+  it between claims;
+- release: ``SET owner = '', expires_at = 0 WHERE owner = me AND fence = f``.
+
+Design record: ``docs/design/0001-claims-without-enforced-keys.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_gong.sync.ddl import family
+from airflow_provider_gong.sync.sql import execute, rollback_quietly
+
+#: the text type of the owner column, per dialect family, in a CAST (MySQL casts to CHAR, not VARCHAR)
+_OWNER_CAST = {"mysql": "CHAR(255)", "bigquery": "STRING", "databricks": "STRING"}
+_BIG_CAST = {"mysql": "SIGNED"}
+
+
+def lease_ddl(kind: str, table: str, quote: Callable[[str], str]) -> str:
+    """The lock table with its one (free) row, in one statement."""
+    owner = _OWNER_CAST.get(family(kind), "VARCHAR(255)")
+    big = _BIG_CAST.get(family(kind), "BIGINT")
+    return (
+        f"CREATE TABLE {table} AS SELECT CAST(0 AS {big}) AS {quote('fence')}, "
+        f"CAST('' AS {owner}) AS {quote('owner')}, CAST(0 AS {big}) AS {quote('expires_at')}"
+    )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Holder:
+    """Who holds the lease, as read."""
+
+    owner: str
+    fence: int
+    expires_at: int
+
+    @property
+    def free(self) -> bool:
+        return not self.owner or self.expires_at < now_ms()
+
+    def until(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires_at / 1000))
+
+
+class LeaseLostError(Exception):
+    """The lease is no longer this runner's (it expired and another run took it over)."""
+
+
+class Lease:
+    """This runner's side of the lease; every method runs on the ledger's own thread and connection.
+
+    :param seconds: how long an acquisition or renewal holds without another renewal: how long a
+        runner that died without a word keeps the next run waiting.
+    """
+
+    def __init__(self, table: str, owner: str, ph: str, quote: Callable[[str], str], *, seconds: float) -> None:
+        self.table, self.owner, self.ph = table, owner, ph
+        self.seconds = seconds
+        self.fence: int | None = None
+        self._c = {n: quote(n) for n in ("fence", "owner", "expires_at")}
+        self._valid_until = 0.0  # monotonic: when this runner must stop trusting the lease
+
+    def read(self, conn: Any) -> Holder | None:
+        c = self._c
+        try:
+            _, rows, _ = execute(conn, f"SELECT {c['owner']}, {c['fence']}, {c['expires_at']} FROM {self.table}")
+        finally:
+            rollback_quietly(conn)
+        if len(rows) != 1:
+            return None
+        owner, fence, expires = rows[0]
+        return Holder(str(owner or "").strip(), int(fence or 0), int(expires or 0))
+
+    def try_acquire(self, conn: Any, seen: Holder) -> bool:
+        """Take the lease if it is still as ``seen`` and free; True when this runner holds it now."""
+        c, ph = self._c, self.ph
+        started = time.monotonic()
+        sql = (
+            f"UPDATE {self.table} SET {c['owner']} = {ph}, {c['fence']} = {ph}, {c['expires_at']} = {ph} "
+            f"WHERE {c['fence']} = {ph} AND ({c['owner']} = '' OR {c['expires_at']} < {ph})"
+        )
+        params = (self.owner, seen.fence + 1, now_ms() + int(self.seconds * 1000), seen.fence, now_ms())
+        try:
+            _, _, rowcount = execute(conn, sql, params)
+            conn.commit()
+        except Exception:
+            rollback_quietly(conn)
+            raise
+        if rowcount < 0:  # the driver does not say: read it back
+            now = self.read(conn)
+            rowcount = 1 if now and now.owner == self.owner and now.fence == seen.fence + 1 else 0
+        if rowcount != 1:
+            return False
+        self.fence = seen.fence + 1
+        self._valid_until = started + self.seconds
+        return True
+
+    def renew(self, conn: Any) -> None:
+        """Extend the lease, in the caller's transaction (not committed here); LeaseLostError if it is
+        no longer this runner's."""
+        if self.fence is None:
+            raise LeaseLostError(f"this run holds no lease on {self.table}")
+        c, ph = self._c, self.ph
+        started = time.monotonic()
+        _, _, rowcount = execute(
+            conn,
+            f"UPDATE {self.table} SET {c['expires_at']} = {ph} WHERE {c['owner']} = {ph} AND {c['fence']} = {ph}",
+            (now_ms() + int(self.seconds * 1000), self.owner, self.fence),
+        )
+        if rowcount == 0:
+            self.fence = None
+            raise LeaseLostError(
+                f"the lease on {self.table} was taken over by another run (this run went {self.seconds:.0f} s "
+                "without renewing it); this run stops before its next claim"
+            )
+        self._valid_until = started + self.seconds
+
+    def release(self, conn: Any) -> None:
+        if self.fence is None:
+            return
+        c, ph = self._c, self.ph
+        try:
+            execute(
+                conn,
+                f"UPDATE {self.table} SET {c['owner']} = '', {c['expires_at']} = 0 "
+                f"WHERE {c['owner']} = {ph} AND {c['fence']} = {ph}",
+                (self.owner, self.fence),
+            )
+            conn.commit()
+        finally:
+            self.fence = None
+
+    def left(self) -> float:
+        """Seconds this runner may still trust the lease by its own clock (0 when lost or never held)."""
+        return max(self._valid_until - time.monotonic(), 0.0) if self.fence is not None else 0.0
