@@ -263,6 +263,12 @@ class GongBatchStoppedError(GongError):
     where it stopped."""
 
 
+class GongLeaseLostError(GongError):
+    """The batch's lease on its ledger lapsed (the run went longer than ``lease_seconds`` without
+    renewing it, e.g. a paused process or an unreachable warehouse) and another run may hold it now.
+    The run stopped before its next Gong call; a retry waits for the lease and goes on from the ledger."""
+
+
 class GongLedgerError(GongError):
     """The batch could not write a row's outcome to the ledger, even after retries. The message
     names the row and what to write by hand (for a created row: its meeting ID and URL)."""

@@ -55,7 +55,17 @@ LEDGER_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("end_time", "short", 40, False),
     ("action", "short", 16, False),
 )
-DIALECTS = ("sqlite", "postgres", "mysql", "mariadb", "duckdb", "snowflake", "bigquery", "redshift", "databricks")
+DIALECTS = (
+    "sqlite",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "duckdb",
+    "snowflake",
+    "bigquery",
+    "redshift",
+    "databricks",
+)
 
 
 def family(kind: str) -> str:

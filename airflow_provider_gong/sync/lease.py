@@ -27,21 +27,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_gong.exceptions import GongLeaseLostError
 from airflow_provider_gong.sync.ddl import family
 from airflow_provider_gong.sync.sql import execute, rollback_quietly
 
-#: the text type of the owner column, per dialect family, in a CAST (MySQL casts to CHAR, not VARCHAR)
-_OWNER_CAST = {"mysql": "CHAR(255)", "bigquery": "STRING", "databricks": "STRING"}
-_BIG_CAST = {"mysql": "SIGNED"}
+#: the text type of the owner column in a CAST, per dialect family
+_OWNER_CAST = {"bigquery": "STRING", "databricks": "STRING"}
 
 
 def lease_ddl(kind: str, table: str, quote: Callable[[str], str]) -> str:
     """The lock table with its one (free) row, in one statement."""
-    owner = _OWNER_CAST.get(family(kind), "VARCHAR(255)")
-    big = _BIG_CAST.get(family(kind), "BIGINT")
+    fence, owner, expires = quote("fence"), quote("owner"), quote("expires_at")
+    if family(kind) == "mysql":  # its CAST knows no VARCHAR/BIGINT; it takes column types before SELECT
+        return (
+            f"CREATE TABLE {table} ({fence} BIGINT NOT NULL, {owner} VARCHAR(255) NOT NULL, "
+            f"{expires} BIGINT NOT NULL) SELECT 0 AS {fence}, '' AS {owner}, 0 AS {expires}"
+        )
+    text = _OWNER_CAST.get(family(kind), "VARCHAR(255)")
     return (
-        f"CREATE TABLE {table} AS SELECT CAST(0 AS {big}) AS {quote('fence')}, "
-        f"CAST('' AS {owner}) AS {quote('owner')}, CAST(0 AS {big}) AS {quote('expires_at')}"
+        f"CREATE TABLE {table} AS SELECT CAST(0 AS BIGINT) AS {fence}, "
+        f"CAST('' AS {text}) AS {owner}, CAST(0 AS BIGINT) AS {expires}"
     )
 
 
@@ -65,10 +70,6 @@ class Holder:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires_at / 1000))
 
 
-class LeaseLostError(Exception):
-    """The lease is no longer this runner's (it expired and another run took it over)."""
-
-
 class Lease:
     """This runner's side of the lease; every method runs on the ledger's own thread and connection.
 
@@ -76,17 +77,25 @@ class Lease:
         runner that died without a word keeps the next run waiting.
     """
 
-    def __init__(self, table: str, owner: str, ph: str, quote: Callable[[str], str], *, seconds: float) -> None:
+    def __init__(
+        self, table: str, owner: str, ph: str, quote: Callable[[str], str], *, seconds: float
+    ) -> None:
         self.table, self.owner, self.ph = table, owner, ph
         self.seconds = seconds
         self.fence: int | None = None
+        #: the lease was taken over while this runner held it: it must not take it again by itself
+        self.lost = False
         self._c = {n: quote(n) for n in ("fence", "owner", "expires_at")}
         self._valid_until = 0.0  # monotonic: when this runner must stop trusting the lease
+        self._expiry = 0  # the expires_at last written: every renewal writes a later one (MySQL counts
+        # only rows an UPDATE *changed*; one that writes the same value reports 0 rows)
 
     def read(self, conn: Any) -> Holder | None:
         c = self._c
         try:
-            _, rows, _ = execute(conn, f"SELECT {c['owner']}, {c['fence']}, {c['expires_at']} FROM {self.table}")
+            _, rows, _ = execute(
+                conn, f"SELECT {c['owner']}, {c['fence']}, {c['expires_at']} FROM {self.table}"
+            )
         finally:
             rollback_quietly(conn)
         if len(rows) != 1:
@@ -102,7 +111,8 @@ class Lease:
             f"UPDATE {self.table} SET {c['owner']} = {ph}, {c['fence']} = {ph}, {c['expires_at']} = {ph} "
             f"WHERE {c['fence']} = {ph} AND ({c['owner']} = '' OR {c['expires_at']} < {ph})"
         )
-        params = (self.owner, seen.fence + 1, now_ms() + int(self.seconds * 1000), seen.fence, now_ms())
+        expiry = self._next_expiry()
+        params = (self.owner, seen.fence + 1, expiry, seen.fence, now_ms())
         try:
             _, _, rowcount = execute(conn, sql, params)
             conn.commit()
@@ -119,24 +129,29 @@ class Lease:
         return True
 
     def renew(self, conn: Any) -> None:
-        """Extend the lease, in the caller's transaction (not committed here); LeaseLostError if it is
+        """Extend the lease, in the caller's transaction (not committed here); GongLeaseLostError if it is
         no longer this runner's."""
         if self.fence is None:
-            raise LeaseLostError(f"this run holds no lease on {self.table}")
+            raise GongLeaseLostError(f"this run holds no lease on {self.table}")
         c, ph = self._c, self.ph
         started = time.monotonic()
         _, _, rowcount = execute(
             conn,
-            f"UPDATE {self.table} SET {c['expires_at']} = {ph} WHERE {c['owner']} = {ph} AND {c['fence']} = {ph}",
-            (now_ms() + int(self.seconds * 1000), self.owner, self.fence),
+            f"UPDATE {self.table} SET {c['expires_at']} = {ph} "
+            f"WHERE {c['owner']} = {ph} AND {c['fence']} = {ph}",
+            (self._next_expiry(), self.owner, self.fence),
         )
         if rowcount == 0:
-            self.fence = None
-            raise LeaseLostError(
-                f"the lease on {self.table} was taken over by another run (this run went {self.seconds:.0f} s "
-                "without renewing it); this run stops before its next claim"
+            self.fence, self.lost = None, True
+            raise GongLeaseLostError(
+                f"the lease on {self.table} was taken over by another run (this run went "
+                f"{self.seconds:.0f} s without renewing it); this run stops before its next claim"
             )
         self._valid_until = started + self.seconds
+
+    def _next_expiry(self) -> int:
+        self._expiry = max(now_ms() + int(self.seconds * 1000), self._expiry + 1)
+        return self._expiry
 
     def release(self, conn: Any) -> None:
         if self.fence is None:

@@ -3,12 +3,11 @@ exactly-once.
 
 Every write to a row happens under a **claim**: an atomic state change only one runner can win.
 
-- a new key is claimed by INSERTing it, inside a transaction that first takes the ledger's **claim
-  lock** (``UPDATE <ledger>_lock SET claims = claims + 1``, one row made with the table) and then
-  checks the key is still absent. The lock serialises claimers (a row lock, a table lock, or one of
-  two conflicting transactions fails and is retried), so this holds on warehouses that never enforce
-  a primary key (Snowflake, BigQuery, Redshift, Databricks); see
-  ``docs/design/0001-claims-without-enforced-keys.md``;
+- only the holder of the ledger's **lease** claims (:mod:`~airflow_provider_gong.sync.lease`): one
+  runner per ledger at a time, checked by a conditional UPDATE that opens every claim transaction;
+- a new key is claimed by INSERTing it where it is still absent (``INSERT ... SELECT ... WHERE NOT
+  EXISTS``), so nothing rests on the warehouse enforcing a primary key (Snowflake, BigQuery,
+  Redshift and Databricks never do); see ``docs/design/0001-claims-without-enforced-keys.md``;
 - a failed key is claimed by ``UPDATE ... WHERE row_key = ? AND status = 'failed' AND attempts = ?``
   (the attempt counter defeats ABA: a row failed again in between has another count);
 - the winner is told by the rowcount, or, where a driver reports none, by reading back its own claim
@@ -43,7 +42,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pendulum
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
-from airflow_provider_gong.sync.ddl import column_type, ledger_ddl, lock_ddl, lock_table_name
+from airflow_provider_gong.exceptions import GongLeaseLostError
+from airflow_provider_gong.sync.ddl import column_type, ledger_ddl, lock_table_name
+from airflow_provider_gong.sync.lease import Holder, Lease, lease_ddl
 from airflow_provider_gong.sync.sql import (
     begin,
     connect,
@@ -127,6 +128,17 @@ class MeetingState:
 
 class LedgerWriteError(Exception):
     """A ledger statement still failed after its retries."""
+
+
+class LedgerBusyError(Exception):
+    """Another live run holds the ledger's lease."""
+
+    def __init__(self, table: str, holder: Holder, waited: float) -> None:
+        self.holder = holder
+        super().__init__(
+            f"ledger {table} is being worked by another run ({holder.owner}, lease until {holder.until()}); "
+            f"waited {waited:.0f} s. Its rows are that run's; the next run takes over what is left."
+        )
 
 
 class _KeysCollide(Exception):
@@ -236,6 +248,7 @@ class ResultsLedger:
         owner: str,
         write_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        lease_seconds: float = 120.0,
     ) -> None:
         self.hook = hook
         self.table_name = table
@@ -244,6 +257,8 @@ class ResultsLedger:
         self.ph = hook.placeholder
         self.kind = dialect(hook)
         self.lock_table = lock_table_name(self.table)
+        self.lease = Lease(self.lock_table, self.owner, self.ph, self._quote, seconds=lease_seconds)
+        self._beating = threading.Event()
         #: keys this run could not claim because the ledger holds them under another spelling (its
         #: collation compares them equal, e.g. ``ABC`` and ``abc``): key -> the spelling it holds
         self.collisions: dict[str, str] = {}
@@ -261,6 +276,7 @@ class ResultsLedger:
 
     def close(self) -> None:
         def close_conn() -> None:
+            self.release_lease()
             with contextlib.suppress(Exception):
                 self.conn.close()
 
@@ -295,15 +311,108 @@ class ResultsLedger:
         self._ensure_lock()
 
     def _ensure_lock(self) -> None:
-        """The claim lock: a one-row table made in one statement (CREATE TABLE ... AS SELECT), which
+        """The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
         succeeds for one caller only; a ledger made by an earlier version gets it here."""
+        ddl = lease_ddl(self.kind, self.lock_table, self._quote)
         if self._lock_rows() is None:
-            self._ddl(lock_ddl(self.lock_table, quote=self._quote), done=lambda: self._lock_rows() is not None)
+            self._ddl(ddl, done=lambda: self._lock_rows() is not None)
         rows = self._lock_rows()
-        if not rows:
+        if rows != 1:
             raise LedgerWriteError(
-                f"the claim lock table {self.lock_table} has no row (deleted by hand?); claims cannot be made "
-                f"safely. Drop the table {self.lock_table}; the next run makes it again with its row."
+                f"the lease table {self.lock_table} has {rows} rows, not 1 (changed by hand?); claims cannot "
+                f"be made safely. Drop it; the next run makes it again: {ddl}"
+            )
+
+    # -- the lease ----------------------------------------------------------------------------------
+
+    @_in_worker
+    def acquire(self, wait: float) -> None:
+        """Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go;
+        :class:`LedgerBusyError` when it does not. Renewed by a heartbeat until :meth:`close`."""
+        started = time.monotonic()
+        told = False
+        while True:
+            holder = self._retry(lambda: self.lease.read(self.conn))
+            if holder is None:
+                raise LedgerWriteError(f"the lease table {self.lock_table} does not have exactly one row")
+            if (holder.free or holder.owner == self.owner) and self._retry(
+                lambda h=holder: self.lease.try_acquire(self.conn, h)  # type: ignore[misc]
+            ):
+                break
+            waited = time.monotonic() - started
+            if waited >= wait:
+                raise LedgerBusyError(self.table_name, holder, waited)
+            if not told:
+                log.info(
+                    "Ledger %s is being worked by another run (%s, lease until %s); waiting up to %.0f s",
+                    self.table_name,
+                    holder.owner,
+                    holder.until(),
+                    wait,
+                )
+                told = True
+            self._sleep(min(2.0, max(wait - waited, 0.01)))
+        if told:
+            log.info(
+                "Ledger %s: the lease is this run's now (after %.1f s)",
+                self.table_name,
+                time.monotonic() - started,
+            )
+        self._beating.set()
+        threading.Thread(target=self._heartbeat, name="gong-ledger-lease", daemon=True).start()
+
+    @_in_worker
+    def release_lease(self) -> None:
+        """Let the next run have the ledger now (else it waits until the lease expires)."""
+        self._beating.clear()
+        try:
+            self.lease.release(self.conn)
+        except Exception as exc:  # it expires on its own; the next run waits at most that long
+            rollback_quietly(self.conn)
+            log.warning("Could not release the lease on %s (it expires by itself): %s", self.lock_table, exc)
+
+    def _heartbeat(self) -> None:
+        """Renew the lease every quarter of its length while the run lives (between claims, a long
+        wait for Gong's quota must not let it lapse)."""
+        interval = self.lease.seconds / 4
+        while self._beating.is_set():
+            time.sleep(min(interval, 1.0))
+            if not self._beating.is_set():
+                return
+            if self.lease.left() > self.lease.seconds - interval:
+                continue  # renewed recently (by a claim)
+            try:
+                self.submit(self._renew).result()
+            except GongLeaseLostError as exc:
+                log.error("Ledger %s: %s", self.table_name, exc)
+                return
+            except RuntimeError:
+                return  # the ledger is closed
+            except Exception as exc:
+                log.warning("Ledger %s: could not renew the lease (%s); trying again", self.table_name, exc)
+
+    def _renew(self) -> None:
+        begin(self.conn, self.kind)
+        try:
+            self.lease.renew(self.conn)
+            self.conn.commit()
+        except GongLeaseLostError:
+            rollback_quietly(self.conn)
+            self._beating.clear()
+            raise
+        except Exception:
+            rollback_quietly(self.conn)
+            raise
+
+    def check_lease(self) -> None:
+        """Before each Gong call: the lease must still be this run's by its own clock, with a quarter of
+        it to spare (the margin covers the hosts' clock skew). Otherwise stop: another run may have
+        taken it over."""
+        if self.lease.left() < self.lease.seconds / 4:
+            raise GongLeaseLostError(
+                f"this run's lease on {self.lock_table} has not been renewed for "
+                f"{self.lease.seconds - self.lease.left():.0f} s (of {self.lease.seconds:.0f}); another run "
+                "may have taken over. Stopping before the next Gong call."
             )
 
     def _lock_rows(self) -> int | None:
@@ -454,6 +563,8 @@ class ResultsLedger:
         go through whole (keys the ledger holds as one, a lock), each row is claimed on its own."""
         if not requests:
             return {}
+        if self.lease.fence is None and not self.lease.lost:
+            self.acquire(0)  # a caller that did not take the lease first (the operator does, waiting)
         try:
             return self._retry(lambda: self._claim_window(requests))
         except LedgerWriteError as exc:
@@ -470,7 +581,7 @@ class ResultsLedger:
         the rest, commit. Which rows were won is told by the rowcount, or by reading the tokens back."""
         begin(self.conn, self.kind)
         try:
-            self._take_lock()
+            self.lease.renew(self.conn)  # the fencing check: claims commit only while the lease is ours
             new = [r for r in requests if r.entry is None]
             won = self._insert_claims(new) if new else {}
             old = [r for r in requests if r.entry is not None]
@@ -487,15 +598,6 @@ class ResultsLedger:
                 now_entry = current.get(r.key)
                 won[r.key] = now_entry is not None and self._is_mine(now_entry, r.attempts)
         return won
-
-    def _take_lock(self) -> None:
-        """Serialise claimers: a second runner's UPDATE of the lock row waits for this transaction (or,
-        on optimistic warehouses, one of the two fails and is retried), so the absence check below
-        sees every key claimed before it."""
-        _, _, rowcount = execute(self.conn, f"UPDATE {self.lock_table} SET {self._quote('claims')} = "
-                                 f"{self._quote('claims')} + 1")
-        if rowcount == 0:
-            raise LedgerWriteError(f"the claim lock table {self.lock_table} has no row")
 
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
         """INSERT the new keys the ledger does not hold yet, in one statement (under the lock). When
@@ -559,7 +661,8 @@ class ResultsLedger:
         hold two keys of this window as one; then the window is undone and each row claimed alone."""
         c, ph = self._cols, self.ph
         sql = (
-            f"SELECT {c['row_key']} FROM {self.table} WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))}) "
+            f"SELECT {c['row_key']} FROM {self.table} "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(keys))}) "
             f"GROUP BY {c['row_key']} HAVING COUNT(*) > 1"
         )
         _, rows, _ = execute(self.conn, sql, tuple(keys))
@@ -688,13 +791,15 @@ class ResultsLedger:
 
         try:
             return Retrying(
-                retry=retry_if_not_exception_type(_KeysCollide),
+                retry=retry_if_not_exception_type((_KeysCollide, GongLeaseLostError)),
                 stop=stop_after_attempt(self._write_attempts),
                 wait=wait_exponential(multiplier=0.2, max=2),
                 sleep=self._sleep,
                 before_sleep=before_sleep,
                 reraise=True,
             )(fn)
+        except GongLeaseLostError:
+            raise
         except Exception as exc:
             raise LedgerWriteError(
                 f"ledger {self.table_name}: {type(exc).__name__}: {str(exc).strip()[:300]}"

@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from airflow_provider_gong.exceptions import GongLedgerError
+from airflow_provider_gong.exceptions import GongLeaseLostError, GongLedgerError
 from airflow_provider_gong.sync.ledger import ClaimRequest, LedgerEntry, LedgerWriteError, ResultsLedger
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,14 @@ class LedgerPipeline:
         slot = self._slots.get((key, action))
         if slot is None or slot[0].entry != entry:
             self.flush()
-            return self.ledger.claim(key, entry, action)
+            won = self.ledger.claim(key, entry, action)
+            if won:
+                try:
+                    self.ledger.check_lease()
+                except GongLeaseLostError:
+                    self.ledger.release([ClaimRequest(key, entry, action)])  # nothing was sent for it
+                    raise
+            return won
         request, window = slot
         while window is None:  # rows before it went another way: claim up to it now
             self._submit_window()
@@ -108,6 +115,8 @@ class LedgerPipeline:
             self._submit_next()  # the window after this one is claimed while this one is sent
         won = window.future.result()[request.key]
         self._raise_failed_flushes()  # writes queued before this claim have ended by now (else: released)
+        if won:  # the fencing check before the call: still this run's lease? (else the claim is handed back)
+            self.ledger.check_lease()
         del self._slots[(key, action)]
         return won
 
@@ -220,6 +229,8 @@ class LedgerPipeline:
                 won = window.future.result().get(request.key, False)
             except LedgerWriteError:
                 won = True  # it may have landed; release only touches rows still pending as ours
+            except GongLeaseLostError:
+                won = False  # refused by the fencing check: rolled back, nothing claimed
             if won:
                 release.append(request)
         if release:

@@ -143,8 +143,10 @@ def connect(
                     ) from None
                 raise
             if not told:
-                log.info("The DuckDB file is open in another process (another run?); waiting for it: %s",
-                         _first_line(exc))
+                log.info(
+                    "The DuckDB file is open in another process (another run?); waiting for it: %s",
+                    _first_line(exc),
+                )
                 told = True
             sleep(1.0)
     if is_mysql(kind):

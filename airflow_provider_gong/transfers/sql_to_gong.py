@@ -100,6 +100,13 @@ class SqlToGongMeetingsOperator(BaseOperator):
         calls, so a slow warehouse does not slow the batch. None (default) sizes windows from the
         ledger's measured write time and the Gong pace (at least 3 rows). A worker killed outright can
         leave up to three windows of rows pending for reconciliation; 1 keeps that to the fewest rows.
+    :param lease_seconds: one run works a ledger at a time, under a lease it renews while it works
+        (``<ledger>_lock``; see docs/design/0001-claims-without-enforced-keys.md). A run that dies
+        without a word keeps the ledger this long after its last renewal. Default 120.
+    :param lease_wait_seconds: how long a run waits for another live run's lease. If that run still
+        holds it then, this run ends successfully without touching a row: one log line names the
+        holder and the summary has ``ledger_busy``. Default 150 (longer than a lease, so a crashed
+        holder never makes the next run give up).
     :param progress_every_rows: log progress every N rows ...
     :param progress_every_seconds: ... or every T seconds, whichever comes first.
     """
@@ -147,6 +154,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
         daily_quota: int = 10_000,
         claim_window: int | None = None,
         deferrable: bool | None = None,
+        lease_seconds: float = 120.0,
+        lease_wait_seconds: float = 150.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -183,6 +192,13 @@ class SqlToGongMeetingsOperator(BaseOperator):
         if claim_window is not None and not 1 <= claim_window <= 100:
             raise ValueError(f"claim_window must be None (automatic) or 1..100 rows, got {claim_window!r}")
         self.claim_window = claim_window
+        if lease_seconds < 4 or lease_wait_seconds < 0:
+            raise ValueError(
+                f"lease_seconds must be >= 4 and lease_wait_seconds >= 0, got {lease_seconds!r}, "
+                f"{lease_wait_seconds!r}"
+            )
+        self.lease_seconds = lease_seconds
+        self.lease_wait_seconds = lease_wait_seconds
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._earlier: dict[str, Any] = {}  # what earlier legs of a deferred run did
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
@@ -318,7 +334,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
         from airflow_provider_gong.hooks.gong import GongHook
         from airflow_provider_gong.rules import MeetingLimits, zone
-        from airflow_provider_gong.sync.ledger import ResultsLedger
+        from airflow_provider_gong.sync.ledger import LedgerBusyError, ResultsLedger
         from airflow_provider_gong.sync.run import BatchProgress, BatchRun
         from airflow_provider_gong.sync.source import SourceReader
 
@@ -354,10 +370,23 @@ class SqlToGongMeetingsOperator(BaseOperator):
                     f"source has no column {', '.join(missing)}; columns are {sorted(names)}. "
                     "Map them with columns={...}."
                 )
-            ledger = ResultsLedger(db, self.ledger_table, owner=_owner(context))
+            ledger = ResultsLedger(
+                db, self.ledger_table, owner=_owner(context), lease_seconds=self.lease_seconds
+            )
             dry_run = _truthy(self.dry_run)
             if not dry_run:
                 ledger.ensure_table()
+                try:
+                    ledger.acquire(self.lease_wait_seconds)
+                except LedgerBusyError as busy:
+                    self.log.warning("Nothing done: %s", busy)
+                    self.summary = {
+                        "ledger_busy": True,
+                        "held_by": busy.holder.owner,
+                        "ledger_table": self.ledger_table,
+                        **_IDLE,
+                    }
+                    return self.summary
             progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self.log.info(
                 "%s Gong meetings (%s mode) for %d rows of %s, ledger %s (pace %.2g calls/s, claims as %s)",
@@ -436,6 +465,19 @@ class SqlToGongMeetingsOperator(BaseOperator):
                 )
         return summary
 
+
+#: the counts of a run that did nothing (another run held the ledger)
+_IDLE = {
+    "rows": 0,
+    "created": 0,
+    "updated": 0,
+    "deleted": 0,
+    "failed": 0,
+    "outcome_unknown": 0,
+    "skipped_created": 0,
+    "claimed_elsewhere": 0,
+    "gong_calls": 0,
+}
 
 #: counts that add up over the legs of a deferred run (the rest describe the last leg)
 _CUMULATIVE = ("created", "updated", "deleted")

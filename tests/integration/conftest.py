@@ -28,7 +28,9 @@ def warehouse(request, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", PG_URI)
     yield {**tables, "kind": "postgres", "timestamp_type": "TIMESTAMPTZ"}
     hook = BaseHook.get_hook("warehouse")
-    hook.run([f"DROP TABLE IF EXISTS {tables['table']}", f"DROP TABLE IF EXISTS {tables['ledger']}"])
+    t, led = tables["table"], tables["ledger"]  # and what tests make beside them (leases, second batches)
+    made = [t, led, f"{led}_lock", f"{t}_b", f"{led}_b", f"{led}_b_lock"]
+    hook.run([f"DROP TABLE IF EXISTS {name}" for name in made])
 
 
 @pytest.fixture

@@ -71,8 +71,11 @@ except BaseException as exc:
 """
 
 
-def start_runners(tmp_path: Path, warehouse: dict, count: int = 2, **options) -> list[subprocess.Popen]:
-    go = tmp_path / f"go-{time.monotonic_ns()}"
+def start_runners(
+    tmp_path: Path, warehouse: dict, count: int = 2, *, go: Path | None = None, **options
+) -> list[subprocess.Popen]:
+    """``count`` runners of the batch, each waiting for the file ``go`` (new unless given) to start."""
+    go = go or tmp_path / f"go-{time.monotonic_ns()}"
     procs = [
         subprocess.Popen(
             [

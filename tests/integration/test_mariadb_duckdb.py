@@ -32,14 +32,20 @@ def mariadb(monkeypatch):
     names = {"table": f"m_{suffix}", "ledger": f"l_{suffix}"}
     yield names
     hook = BaseHook.get_hook("warehouse")
-    hook.run([f"DROP TABLE IF EXISTS {n}" for n in (names["table"], names["ledger"], f"{names['ledger']}_lock")])
+    hook.run(
+        [f"DROP TABLE IF EXISTS {n}" for n in (names["table"], names["ledger"], f"{names['ledger']}_lock")]
+    )
 
 
 def batch(names, **kwargs):
     from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 
     return SqlToGongMeetingsOperator(
-        task_id="batch", table=names["table"], ledger_table=names["ledger"], fail_on_row_errors=False, **kwargs
+        task_id="batch",
+        table=names["table"],
+        ledger_table=names["ledger"],
+        fail_on_row_errors=False,
+        **kwargs,
     )
 
 
@@ -78,8 +84,15 @@ def _keys_table(names, keys) -> None:
     )
     start = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).replace(microsecond=0)
     rows = [
-        (k, start.isoformat(), (start + dt.timedelta(minutes=30)).isoformat(), f"Call {k}", "rep@acme.com",
-         "buyer@client.com", f"ext-{k}")
+        (
+            k,
+            start.isoformat(),
+            (start + dt.timedelta(minutes=30)).isoformat(),
+            f"Call {k}",
+            "rep@acme.com",
+            "buyer@client.com",
+            f"ext-{k}",
+        )
         for k in keys
     ]
     hook.insert_rows(names["table"], rows)

@@ -38,8 +38,6 @@ def _answers(standin: GongStandIn) -> list[int]:
     return [entry[2] for entry in standin.log if not entry[1].startswith("/_standin")]
 
 
-
-
 @pytest.mark.timing  # wall-clock rate/volume check: main venv only (pyproject markers)
 def test_the_mapped_example_keeps_the_rate_across_its_tasks(strict_gong, tmp_path, monkeypatch, run_dag):
     gong = strict_gong(3.0)
@@ -57,8 +55,12 @@ def test_the_mapped_example_keeps_the_rate_across_its_tasks(strict_gong, tmp_pat
 def test_two_batches_at_once_share_the_rate(strict_gong, warehouse, tmp_path):
     gong = strict_gong(10.0)
     seed(warehouse, demo_rows(30, bad=False))
-    procs, go = start_runners(tmp_path, warehouse, 2)
+    # Two batches over two tables and ledgers (one ledger admits one run at a time), one Gong account.
+    other = {**warehouse, "table": f"{warehouse['table']}_b", "ledger": f"{warehouse['ledger']}_b"}
+    seed(other, [(100 + i, *row[1:6], f"second-{i}") for i, row in enumerate(demo_rows(15, bad=False), 1)])
+    procs, go = start_runners(tmp_path, warehouse, 1)
+    more, _ = start_runners(tmp_path, other, 1, go=go)
     go.touch()
-    summaries = finish(procs)
-    assert sum(s["created"] for s in summaries) == 30 and gong.duplicates() == {}
+    summaries = finish(procs + more)
+    assert [s["created"] for s in summaries] == [30, 15] and gong.duplicates() == {}
     assert _answers(gong).count(429) == 0

@@ -21,7 +21,11 @@ from tests.integration.warehouses import BACKENDS, allow_writes, open_cell, refu
 
 pytestmark = pytest.mark.integration
 
-CELLS = [pytest.param((kind, keyed), id=f"{kind}-{'keyed' if keyed else 'unkeyed'}") for kind in BACKENDS for keyed in (True, False)]
+CELLS = [
+    pytest.param((kind, keyed), id=f"{kind}-{'keyed' if keyed else 'unkeyed'}")
+    for kind in BACKENDS
+    for keyed in (True, False)
+]
 
 
 @pytest.fixture(params=CELLS)
@@ -119,9 +123,70 @@ def test_upsert_and_mirror_make_each_call_once(cell, fast_gong, tmp_path):
     hook.run(f"DELETE FROM {cell['table']} WHERE id = 4")
     mark = len(fast_gong.log)
     summaries = run_concurrently(tmp_path, cell, sync_mode="mirror", max_deletes=0.5)
-    calls = Counter(m for m, p, _ in fast_gong.log[mark:] if p.startswith("/v2/meetings") and "status" not in p)
+    calls = Counter(
+        m for m, p, _ in fast_gong.log[mark:] if p.startswith("/v2/meetings") and "status" not in p
+    )
     assert calls == Counter({"PUT": 2, "DELETE": 2})
     assert sum(s["updated"] for s in summaries) == 2 and sum(s["deleted"] for s in summaries) == 2
     rows = ledger(cell)
     assert rows["3"]["status"] == rows["4"]["status"] == "deleted"
     assert fast_gong.duplicates() == {}
+
+
+@pytest.fixture(params=[k for k in BACKENDS if k != "duckdb"])  # DuckDB: a paused process keeps the file
+def unkeyed(request, tmp_path, monkeypatch):
+    yield from open_cell(request.param, False, tmp_path, monkeypatch)
+
+
+def test_a_paused_runner_is_taken_over_and_calls_gong_no_more(unkeyed, gong_standin, tmp_path, monkeypatch):
+    """Run A freezes (SIGSTOP) while Gong works on its 4th row, for longer than its lease. Run B waits
+    for the lease to lapse, takes the ledger over and does the rest; A, woken, records the answer it
+    was waiting for and stops before its next call. A third run sends what A had claimed and not sent.
+    On a ledger without a key: every row exactly one meeting."""
+    import signal
+
+    cell = unkeyed
+    monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=1000))
+    gong_standin.latency = 0.05
+    seed(cell, demo_rows(30, bad=False))
+    gong_standin.inject("delay", times=3, delay=0, match="POST /v2/meetings")
+    gong_standin.inject("delay", times=1, delay=2.0, match="POST /v2/meetings")  # acts, answers late
+    lease = {"lease_seconds": 4, "lease_wait_seconds": 30, "claim_window": 1}
+    (a,), go = start_runners(tmp_path, cell, 1, **lease)
+    go.touch()
+    deadline = time.monotonic() + 60
+    while gong_standin.created_count() < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    a.send_signal(signal.SIGSTOP)
+    try:
+        b, go_b = start_runners(tmp_path, cell, 1, **lease)
+        go_b.touch()
+        (summary_b,) = finish(b)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out, _ = a.communicate(timeout=60)
+    assert a.returncode == 1 and "GongLeaseLostError" in out, out[-2000:]
+    assert summary_b["created"] >= 20  # B did the rest
+    (summary_c,) = run_concurrently(tmp_path, cell, 1)
+    assert gong_standin.duplicates() == {}
+    assert_each_row_once(gong_standin, cell, [str(i) for i in range(1, 31)])
+    assert summary_b["created"] + summary_c["created"] + 4 == 30
+
+
+def test_a_run_that_finds_the_ledger_busy_ends_with_one_line_and_touches_nothing(unkeyed, fast_gong, caplog):
+    from airflow_provider_gong.sync.ledger import ResultsLedger
+
+    seed(unkeyed, demo_rows(3, bad=False))
+    holder = ResultsLedger(BaseHook.get_hook("warehouse"), unkeyed["ledger"], owner="dag/other-run")
+    holder.ensure_table()
+    holder.acquire(0)
+    try:
+        with caplog.at_level(logging.INFO):
+            summary = operator(unkeyed, lease_wait_seconds=0.5).execute({})
+    finally:
+        holder.close()
+    assert summary["ledger_busy"] is True and summary["held_by"] == "dag/other-run"
+    assert summary["created"] == 0 and fast_gong.log == [] and ledger(unkeyed) == {}
+    (line,) = [r.getMessage() for r in caplog.records if "Nothing done" in r.getMessage()]
+    assert "dag/other-run" in line and "lease until" in line
+    assert operator(unkeyed).execute({})["created"] == 3  # once it is free, the next run does the work

@@ -26,8 +26,7 @@ BACKENDS = ("sqlite", "postgres", "mariadb", "duckdb")
 
 def mariadb_reason() -> str | None:
     try:
-        import MySQLdb  # noqa: F401  (apache-airflow-providers-mysql's default client)
-
+        import MySQLdb
         from airflow.providers.mysql.hooks.mysql import MySqlHook  # noqa: F401
     except ImportError as exc:
         return f"MariaDB tests need apache-airflow-providers-mysql and mysqlclient: {exc}"
@@ -43,7 +42,6 @@ def mariadb_reason() -> str | None:
 def duckdb_reason() -> str | None:
     try:
         import duckdb  # noqa: F401
-
         from duckdb_provider.hooks.duckdb_hook import DuckDBHook  # noqa: F401
     except ImportError as exc:
         return f"DuckDB tests need airflow-provider-duckdb: {exc}"
@@ -51,7 +49,12 @@ def duckdb_reason() -> str | None:
 
 
 #: what each backend stores the demo rows' ISO-8601 times in (MariaDB's TIMESTAMP takes no offset)
-TIMESTAMP_TYPES = {"sqlite": "TIMESTAMP", "postgres": "TIMESTAMPTZ", "mariadb": "VARCHAR(40)", "duckdb": "TIMESTAMPTZ"}
+TIMESTAMP_TYPES = {
+    "sqlite": "TIMESTAMP",
+    "postgres": "TIMESTAMPTZ",
+    "mariadb": "VARCHAR(40)",
+    "duckdb": "TIMESTAMPTZ",
+}
 
 
 def open_cell(kind: str, keyed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:

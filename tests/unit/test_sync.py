@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting, MeetingResult
+from airflow_provider_gong.sync.ddl import ledger_ddl
 from airflow_provider_gong.sync.ledger import (
     CREATED,
     FAILED,
@@ -23,6 +24,7 @@ from airflow_provider_gong.sync.ledger import (
     TRANSIENT,
     UNKNOWN,
     ClaimRequest,
+    LedgerBusyError,
     LedgerEntry,
     LedgerWriteError,
     ResultsLedger,
@@ -80,14 +82,30 @@ def sqlite_hook(tmp_path, monkeypatch):
 def book(hook, owner, **kwargs) -> ResultsLedger:
     ledger = ResultsLedger(hook, "ledger", owner=owner, sleep=lambda s: None, **kwargs)
     ledger.ensure_table()
+    hook.__dict__.setdefault("books", []).append(ledger)
     return ledger
 
 
-def test_only_one_runner_wins_a_new_key(sqlite_hook):
+def turn(runner: ResultsLedger) -> ResultsLedger:
+    """Let ``runner`` act next: every other runner of the test lets the ledger's lease go. (Two runs
+    never hold it at once; these tests check that row-level claims hold on their own as well.)"""
+    for other in runner.hook.__dict__.get("books", []):
+        if other is not runner:
+            other.release_lease()
+    return runner
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "unkeyed"])
+def test_only_one_runner_wins_a_new_key(sqlite_hook, keyed):
+    if not keyed:  # the ledger's columns without a key constraint: Snowflake, BigQuery, Redshift, ...
+        sqlite_hook.run(ledger_ddl("sqlite", "ledger", primary_key=False))
     a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
     assert a.claim("k1", None) is True
-    assert b.claim("k1", None) is False  # the INSERT lost to the primary key; no raw DB error
+    with pytest.raises(LedgerBusyError, match="run-a"):  # a holds the ledger's lease
+        b.claim("k1", None)
+    assert turn(b).claim("k1", None) is False  # a's claim stands: the key is there
     assert a.get("k1") == LedgerEntry(PENDING, None, 1, "run-a", a.get("k1").updated_at, action="create")
+    assert len(a.read_all()) == 1
 
 
 def test_a_stale_view_of_a_failed_row_loses_the_claim(sqlite_hook):
@@ -95,8 +113,8 @@ def test_a_stale_view_of_a_failed_row_loses_the_claim(sqlite_hook):
     a.claim("k1", None)
     a.record_failed("k1", "quota", TRANSIENT)
     seen = a.get("k1")  # both runners read: failed, attempts 1
-    assert b.claim("k1", seen) is True
-    assert a.claim("k1", seen) is False
+    assert turn(b).claim("k1", seen) is True
+    assert turn(a).claim("k1", seen) is False
     b.record_failed("k1", "quota again", TRANSIENT)  # back to failed, but attempts is now 2 (no ABA)
     assert a.claim("k1", seen) is False
     assert a.claim("k1", a.get("k1")) is True and a.get("k1").attempts == 3
@@ -153,8 +171,8 @@ def test_claims_work_with_a_driver_that_reports_no_rowcount(sqlite_hook):
     a.claim("k1", None)
     a.record_failed("k1", "quota", TRANSIENT)
     seen = a.get("k1")
-    assert b.claim("k1", seen) is True  # told by reading its own token back
-    assert a.claim("k1", seen) is False
+    assert turn(b).claim("k1", seen) is True  # told by reading its own token back
+    assert turn(a).claim("k1", seen) is False
 
 
 def test_a_write_that_fails_briefly_is_retried(sqlite_hook):
@@ -192,8 +210,8 @@ def test_a_window_claim_wins_only_the_rows_nobody_else_holds(sqlite_hook):
         ClaimRequest("k2", None, CREATE),
         ClaimRequest("k4", k4, CREATE),
     ]
-    assert b.claim_many(wanted) == {"k1": True, "k2": False, "k4": True}
-    assert a.claim_many([ClaimRequest("k4", k4, CREATE)]) == {"k4": False}  # no ABA: attempts moved on
+    assert turn(b).claim_many(wanted) == {"k1": True, "k2": False, "k4": True}
+    assert turn(a).claim_many([ClaimRequest("k4", k4, CREATE)]) == {"k4": False}  # no ABA: attempts moved on
     assert (b.get("k4").claimed_by, b.get("k4").attempts) == ("run-b", 2)
 
 
@@ -205,7 +223,7 @@ def test_window_claims_work_with_a_driver_that_reports_no_rowcount(sqlite_hook):
     seen = [ClaimRequest(k, a.get(k), CREATE) for k in ("k1", "k2")]
     a.claim("k2", seen[1].entry)  # a takes k2 first
     b.conn = _Conn(b.conn, hide_rowcount=True)
-    assert b.claim_many(seen) == {"k1": True, "k2": False}  # told by reading tokens back
+    assert turn(b).claim_many(seen) == {"k1": True, "k2": False}  # told by reading tokens back
 
 
 def test_a_window_claim_that_fails_briefly_is_redone_row_by_row(sqlite_hook):
@@ -218,7 +236,7 @@ def test_a_window_claim_that_fails_briefly_is_redone_row_by_row(sqlite_hook):
 def test_outcomes_of_a_window_are_written_in_one_statement_under_ones_own_claim(sqlite_hook):
     a, b = book(sqlite_hook, "run-a"), book(sqlite_hook, "run-b")
     a.claim_many([ClaimRequest(k, None, CREATE) for k in ("k1", "k2")])
-    b.claim("k3", None)
+    turn(b).claim("k3", None)
     refused = a.record_many(
         [
             ("k1", created_values(RESULT)),
@@ -248,12 +266,12 @@ def test_released_claims_put_rows_back_as_they_were(sqlite_hook):
     old = a.get("old")
     b = book(sqlite_hook, "run-b")
     wanted = [ClaimRequest("new", None, CREATE), ClaimRequest("old", old, CREATE)]
-    assert b.claim_many(wanted) == {"new": True, "old": True}
+    assert turn(b).claim_many(wanted) == {"new": True, "old": True}
     b.release(wanted)
     assert b.get("new") is None
     back = b.get("old")
     assert (back.status, back.error, back.error_kind) == (FAILED, "quota", TRANSIENT)
-    assert a.claim("old", back) is True  # free to take again
+    assert turn(a).claim("old", back) is True  # free to take again
 
 
 def test_a_0_1_0_ledger_is_migrated_and_keeps_its_rows(sqlite_hook):
