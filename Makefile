@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 .PHONY: install test lint typecheck demo standin bench clean
 
 $(STAMP): pyproject.toml Makefile
+	scripts/sysdeps.sh
 	$(PYTHON) -m venv $(VENV)
 	@# The machine's pip config names local indexes that may not exist; drop that noise, keep errors.
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
@@ -47,6 +48,7 @@ MATRIX_TESTS := $(addprefix test-airflow-,$(MATRIX))
 # Like $(STAMP): rebuilt only when the pin file, pyproject.toml or this Makefile changes; pip then updates
 # the existing venv in place (a rerun with nothing changed costs nothing).
 $(MATRIX_STAMPS): .venv-airflow-%/.installed: constraints/airflow-%.txt pyproject.toml Makefile
+	scripts/sysdeps.sh
 	$(PYTHON) -m venv .venv-airflow-$*
 	.venv-airflow-$*/bin/python -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
 	.venv-airflow-$*/bin/python -m pip install --quiet -c constraints/airflow-$*.txt apache-airflow \

@@ -88,7 +88,7 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         standin.stop()
         if spec["db"] != "sqlite":
-            hook.run([f"DROP TABLE IF EXISTS {table}", f"DROP TABLE IF EXISTS {ledger}"])
+            hook.run([f"DROP TABLE IF EXISTS {n}" for n in (table, ledger, f"{ledger}_lock")])
     pace = (len(times) - 1) / (times[-1] - times[0]) / rate if len(times) > 1 else 0.0
     return {
         "created": summary["created"],

@@ -118,11 +118,23 @@ def lock_table_name(table: str) -> str:
     return f"{head}.{last}" if head else last
 
 
-def lock_ddl(lock_table: str, quote: Callable[[str], str] = _plain) -> str:
-    """The lock table, created *with* its one row in a single statement (CREATE TABLE ... AS SELECT):
-    creating a table of a given name succeeds for one caller only, on every warehouse, so there is
-    never a second lock row and never a lock table without one."""
-    return f"CREATE TABLE {lock_table} AS SELECT 0 AS {quote('claims')}"
+#: the text type of the owner column in a CAST, per dialect family
+_OWNER_CAST = {"bigquery": "STRING", "databricks": "STRING"}
+
+
+def lease_ddl(kind: str, table: str, quote: Callable[[str], str] = _plain) -> str:
+    """The lock table with its one (free) row, in one statement."""
+    fence, owner, expires = quote("fence"), quote("owner"), quote("expires_at")
+    if family(kind) == "mysql":  # its CAST knows no VARCHAR/BIGINT; it takes column types before SELECT
+        return (
+            f"CREATE TABLE {table} ({fence} BIGINT NOT NULL, {owner} VARCHAR(255) NOT NULL, "
+            f"{expires} BIGINT NOT NULL) SELECT 0 AS {fence}, '' AS {owner}, 0 AS {expires}"
+        )
+    text = _OWNER_CAST.get(family(kind), "VARCHAR(255)")
+    return (
+        f"CREATE TABLE {table} AS SELECT CAST(0 AS BIGINT) AS {fence}, "
+        f"CAST('' AS {text}) AS {owner}, CAST(0 AS BIGINT) AS {expires}"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -131,7 +143,7 @@ def main(argv: list[str]) -> int:
         return 2
     kind, table = argv[0].lower(), argv[1] if len(argv) > 1 else "gong_meeting_ledger"
     print(ledger_ddl(kind, table) + ";")
-    print(lock_ddl(lock_table_name(table)) + ";")
+    print(lease_ddl(kind, lock_table_name(table)) + ";")
     return 0
 
 

@@ -28,26 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
-from airflow_provider_gong.sync.ddl import family
 from airflow_provider_gong.sync.sql import execute, rollback_quietly
-
-#: the text type of the owner column in a CAST, per dialect family
-_OWNER_CAST = {"bigquery": "STRING", "databricks": "STRING"}
-
-
-def lease_ddl(kind: str, table: str, quote: Callable[[str], str]) -> str:
-    """The lock table with its one (free) row, in one statement."""
-    fence, owner, expires = quote("fence"), quote("owner"), quote("expires_at")
-    if family(kind) == "mysql":  # its CAST knows no VARCHAR/BIGINT; it takes column types before SELECT
-        return (
-            f"CREATE TABLE {table} ({fence} BIGINT NOT NULL, {owner} VARCHAR(255) NOT NULL, "
-            f"{expires} BIGINT NOT NULL) SELECT 0 AS {fence}, '' AS {owner}, 0 AS {expires}"
-        )
-    text = _OWNER_CAST.get(family(kind), "VARCHAR(255)")
-    return (
-        f"CREATE TABLE {table} AS SELECT CAST(0 AS BIGINT) AS {fence}, "
-        f"CAST('' AS {text}) AS {owner}, CAST(0 AS BIGINT) AS {expires}"
-    )
 
 
 def now_ms() -> int:

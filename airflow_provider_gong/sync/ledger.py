@@ -43,8 +43,8 @@ import pendulum
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
-from airflow_provider_gong.sync.ddl import column_type, ledger_ddl, lock_table_name
-from airflow_provider_gong.sync.lease import Holder, Lease, lease_ddl
+from airflow_provider_gong.sync.ddl import column_type, lease_ddl, ledger_ddl, lock_table_name
+from airflow_provider_gong.sync.lease import Holder, Lease
 from airflow_provider_gong.sync.sql import (
     begin,
     connect,
@@ -317,10 +317,15 @@ class ResultsLedger:
         if self._lock_rows() is None:
             self._ddl(ddl, done=lambda: self._lock_rows() is not None)
         rows = self._lock_rows()
-        if rows != 1:
+        problem = f"has {rows} rows, not 1" if rows != 1 else ""
+        try:
+            self.lease.read(self.conn)
+        except Exception as exc:
+            problem = problem or f"lacks the columns fence, owner, expires_at ({type(exc).__name__})"
+        if problem:
             raise LedgerWriteError(
-                f"the lease table {self.lock_table} has {rows} rows, not 1 (changed by hand?); claims cannot "
-                f"be made safely. Drop it; the next run makes it again: {ddl}"
+                f"the lease table {self.lock_table} {problem} (changed by hand?); claims cannot be made "
+                f"safely. Drop it; the next run makes it again: {ddl}"
             )
 
     # -- the lease ----------------------------------------------------------------------------------

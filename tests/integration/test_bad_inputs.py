@@ -86,7 +86,7 @@ def bad_rows_batch(request, tmp_path_factory) -> Iterator[BatchOutcome]:
         mp.setenv("AIRFLOW_CONN_WAREHOUSE", uri)
         mp.setenv("AIRFLOW_CONN_GONG_DEFAULT", standin.connection_json(rate_limit_per_second=1000))
         hook = BaseHook.get_hook("warehouse")
-        hook.run([f"DROP TABLE IF EXISTS {wh['table']}", f"DROP TABLE IF EXISTS {wh['ledger']}"])
+        hook.run([f"DROP TABLE IF EXISTS {n}" for n in (wh["table"], wh["ledger"], f"{wh['ledger']}_lock")])
         hook.run(
             f"CREATE TABLE {wh['table']} (id INTEGER PRIMARY KEY, start_time TEXT, end_time TEXT, "
             "title TEXT, organizer_email TEXT, invitees TEXT, external_id TEXT)"
@@ -113,7 +113,7 @@ def bad_rows_batch(request, tmp_path_factory) -> Iterator[BatchOutcome]:
             good_keys=good_keys,
             log=collect.lines,
         )
-        hook.run([f"DROP TABLE IF EXISTS {wh['table']}", f"DROP TABLE IF EXISTS {wh['ledger']}"])
+        hook.run([f"DROP TABLE IF EXISTS {n}" for n in (wh["table"], wh["ledger"], f"{wh['ledger']}_lock")])
 
 
 def test_only_the_good_rows_reach_gong(bad_rows_batch):
@@ -155,7 +155,7 @@ def _run_column_type(
 ) -> dict[str, str]:
     hook = BaseHook.get_hook("warehouse")
     table, book = f"types_{column_type.lower()}", f"types_{column_type.lower()}_ledger"
-    hook.run([f"DROP TABLE IF EXISTS {table}", f"DROP TABLE IF EXISTS {book}"])
+    hook.run([f"DROP TABLE IF EXISTS {n}" for n in (table, book, f"{book}_lock")])
     hook.run(
         f"CREATE TABLE {table} (id VARCHAR(20) PRIMARY KEY, start_time {column_type}, "
         f"end_time {column_type}, "
@@ -172,7 +172,7 @@ def _run_column_type(
     result = {}
     for key, entry in ledger(wh).items():
         result[key] = sent.get(f"{column_type}-{key}") or f"failed: {entry['error']}"
-    hook.run([f"DROP TABLE IF EXISTS {table}", f"DROP TABLE IF EXISTS {book}"])
+    hook.run([f"DROP TABLE IF EXISTS {n}" for n in (table, book, f"{book}_lock")])
     return result
 
 

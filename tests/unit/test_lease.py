@@ -11,8 +11,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
-from airflow_provider_gong.sync.ddl import ledger_ddl, lock_table_name
-from airflow_provider_gong.sync.lease import lease_ddl
+from airflow_provider_gong.sync.ddl import lease_ddl, ledger_ddl, lock_table_name
 from airflow_provider_gong.sync.ledger import ClaimRequest, LedgerBusyError, LedgerWriteError, ResultsLedger
 
 
@@ -111,6 +110,12 @@ def test_a_lease_table_changed_by_hand_stops_the_run_with_the_fix(hook):
     with pytest.raises(LedgerWriteError, match=r"has 2 rows, not 1.*Drop it"):
         runner(hook, "run-b")
     a.close()
+
+
+def test_a_lease_table_of_another_shape_stops_the_run_with_the_fix(hook):
+    hook.run("CREATE TABLE ledger_lock AS SELECT 0 AS claims")
+    with pytest.raises(LedgerWriteError, match=r"lacks the columns fence, owner, expires_at.*Drop it"):
+        runner(hook, "run-a")
 
 
 @pytest.mark.parametrize(
