@@ -109,6 +109,13 @@ class Lease:
         self._valid_until = started + self.seconds
         return True
 
+    def adopt(self, holder: Holder) -> None:
+        """The lease row names this runner (its acquisition committed, then the driver reported an
+        error): it is this runner's, until the expiry written."""
+        self.fence = holder.fence
+        self._expiry = holder.expires_at
+        self._valid_until = time.monotonic() + max(holder.expires_at - now_ms(), 0) / 1000
+
     def renew(self, conn: Any) -> None:
         """Extend the lease, in the caller's transaction (not committed here); GongLeaseLostError if it is
         no longer this runner's."""

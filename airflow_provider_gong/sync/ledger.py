@@ -340,7 +340,10 @@ class ResultsLedger:
             holder = self._retry(lambda: self.lease.read(self.conn))
             if holder is None:
                 raise LedgerWriteError(f"the lease table {self.lock_table} does not have exactly one row")
-            if (holder.free or holder.owner == self.owner) and self._retry(
+            if holder.owner == self.owner and not holder.free:
+                self.lease.adopt(holder)  # our acquisition landed although the driver reported an error
+                break
+            if holder.free and self._retry(
                 lambda h=holder: self.lease.try_acquire(self.conn, h)  # type: ignore[misc]
             ):
                 break

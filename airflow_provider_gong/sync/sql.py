@@ -159,9 +159,9 @@ def is_mysql(kind: str) -> bool:
 
 
 def begin(conn: Any, kind: str) -> None:
-    """Open a transaction where the driver does not: DuckDB runs each statement on its own otherwise.
-    (PEP 249 drivers open one implicitly before the first statement.)"""
-    if kind.startswith("duckdb"):
+    """Open a transaction where the driver does not: DuckDB, and Snowflake sessions in their default
+    AUTOCOMMIT mode, run each statement on its own otherwise. (PEP 249 drivers open one implicitly.)"""
+    if kind.startswith(("duckdb", "snowflake")):
         execute(conn, "BEGIN TRANSACTION")
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 
 import pytest
-from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
 from airflow_provider_gong.sync.ddl import lease_ddl, ledger_ddl, lock_table_name
@@ -16,12 +13,8 @@ from airflow_provider_gong.sync.ledger import ClaimRequest, LedgerBusyError, Led
 
 
 @pytest.fixture
-def hook(tmp_path, monkeypatch):
-    conn_id = f"wh_{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")})
-    )
-    return BaseHook.get_hook(conn_id)
+def hook(sqlite_hook):
+    return sqlite_hook
 
 
 def runner(hook, owner, **kwargs) -> ResultsLedger:

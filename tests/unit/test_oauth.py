@@ -168,7 +168,8 @@ def test_stored_tokens_are_encrypted_with_the_client_secret(standin, tmp_path):
     token = client(standin, store, clock).token()
     (rotated,) = standin.refresh_tokens
     raw = (tmp_path / LOCAL_FILE).read_bytes() + b"".join(
-        p.read_bytes() for p in tmp_path.glob(f"{LOCAL_FILE}-*")  # the WAL
+        p.read_bytes()
+        for p in tmp_path.glob(f"{LOCAL_FILE}-*")  # the WAL
     )
     for secret in (token.access_token, rotated, standin.refresh_token, CLIENT_SECRET, standin.client_id):
         assert secret.encode() not in raw
@@ -443,4 +444,3 @@ def test_the_connection_form_has_the_oauth_fields():
     assert fields["refresh_token"]["schema"]["format"] == "password"  # sensitive in the UI
     assert "token_url" in fields
     assert "client ID" in conn_type["ui-field-behaviour"]["relabeling"]["login"]
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 import uuid
 from dataclasses import replace
@@ -11,7 +10,6 @@ from decimal import Decimal
 
 import pendulum
 import pytest
-from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting, MeetingResult
@@ -68,15 +66,6 @@ def test_plan_rules(row, retry_failed, expected):
 
 
 # -- ledger claims --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_hook(tmp_path, monkeypatch):
-    conn_id = f"wh_{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")})
-    )
-    return BaseHook.get_hook(conn_id)
 
 
 def book(hook, owner, **kwargs) -> ResultsLedger:
