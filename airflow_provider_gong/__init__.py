@@ -40,6 +40,13 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Gong", "python-modules": ["airflow_provider_gong.operators.meetings"]}
         ],
+        "transfers": [
+            {
+                "source-integration-name": "Common SQL",
+                "target-integration-name": "Gong",
+                "python-module": "airflow_provider_gong.transfers.sql_to_gong",
+            }
+        ],
         "extra-links": ["airflow_provider_gong.links.GongMeetingLink"],
         "connection-types": [
             {

@@ -4,7 +4,7 @@ Why this exists: a real warehouse (Snowflake, BigQuery, Redshift) answers a stat
 SQLite in microseconds. A batch that writes its ledger in line with each Gong call (0.1.0-0.2.0: two
 statements and two commits per row) falls behind Gong's 3 calls/s as soon as a round trip costs
 150 ms. Here every ledger and source round trip (execute, commit, rollback) is slowed by L ms with a
-DB-API proxy (``airflow_provider_gong.testing.slowdb``) over SQLite, and over PostgreSQL when one is
+DB-API proxy (``tests._support.slowdb``) over SQLite, and over PostgreSQL when one is
 reachable, and each cell runs the real operator against the bundled Gong stand-in, in its own process:
 
 - pace = (calls - 1) / (last call - first call), as the stand-in saw them, divided by the limit: the
@@ -47,22 +47,17 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the batch once; return what the stand-in and the round-trip counter saw."""
     home = tempfile.mkdtemp(prefix="gong-bench-home-")
     os.environ.update(AIRFLOW_HOME=home, AIRFLOW__CORE__LOAD_EXAMPLES="False")
-    import importlib.util
 
     from airflow.sdk import BaseHook
 
     from airflow_provider_gong.testing.standin import GongStandIn
-    from airflow_provider_gong.testing.warehouse import create_meetings_table, insert_meetings
     from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 
-    # the latency proxy is loaded from this checkout's file: an older code version does not have it
-    loader = importlib.util.spec_from_file_location(
-        "slowdb", ROOT / "airflow_provider_gong/testing/slowdb.py"
-    )
-    assert loader is not None and loader.loader is not None
-    slowdb = importlib.util.module_from_spec(loader)
-    sys.modules["slowdb"] = slowdb
-    loader.loader.exec_module(slowdb)
+    # the latency proxy and the demo table come from this checkout's files: an older code version (the
+    # baseline cell) does not have them where this one keeps them
+    slowdb = _support("slowdb")
+    warehouse = _support("warehouse")
+    create_meetings_table, insert_meetings = warehouse.create_meetings_table, warehouse.insert_meetings
 
     rate, rows, latency = spec["rate"], spec["rows"], spec["latency_ms"] / 1000.0
     suffix = f"{os.getpid()}_{int(time.time() * 1000) % 10**8}"
@@ -130,7 +125,8 @@ def _memory_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     from airflow.sdk import BaseHook
 
-    from airflow_provider_gong.testing.warehouse import create_meetings_table, insert_meetings
+    warehouse = _support("warehouse")
+    create_meetings_table, insert_meetings = warehouse.create_meetings_table, warehouse.insert_meetings
     from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 
     os.environ["AIRFLOW_CONN_WAREHOUSE"] = json.dumps({"conn_type": "sqlite", "host": f"{home}/wh.db"})
@@ -270,6 +266,20 @@ def main() -> None:
         print(f"  {large:>7} rows: {peaks[large]:7.2f} MiB   ratio {peaks[large] / peaks[small]:.2f}x")
     if verdicts:
         print(f"\nGoals: {'all met' if all(verdicts) else 'NOT all met'}")
+
+
+def _support(name: str) -> Any:
+    """A module of this checkout's tests/_support, loaded from its file (not from a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "_support" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`make airflow`: a real local Airflow deployment with the provider, to click through in the UI.
 
-The same deployment the deployment test starts (``airflow_provider_gong.testing.deployment``): API
+The same deployment the deployment test starts (``tests._support.deployment``): API
 server + UI, scheduler, DAG processor and triggerer with LocalExecutor; the example DAGs; the Gong
 stand-in; the connections ``gong_default`` (access key + secret), ``gong_bearer`` (token) and
 ``warehouse`` (the SQLite demo warehouse of ``make demo``) in the metadata database. Runs in the
@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from airflow_provider_gong.testing.deployment import ADMIN_USER, LocalDeployment, postgres_unreachable
-from airflow_provider_gong.testing.standin import GongStandIn
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/_support: the deployment is a development aid, not in the wheel
+
+from airflow_provider_gong.testing.standin import GongStandIn  # noqa: E402
+from tests._support.deployment import ADMIN_USER, LocalDeployment, postgres_unreachable  # noqa: E402
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -14,6 +14,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/_support: the demo table is a development aid, not in the wheel
 DEMO = ROOT / ".demo"
 WAREHOUSE = DEMO / "warehouse.db"
 os.environ["AIRFLOW_HOME"] = str(DEMO / "airflow")
@@ -27,7 +28,7 @@ os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "airflow.task.operat
 def seed() -> None:
     from airflow.sdk import BaseHook
 
-    from airflow_provider_gong.testing.warehouse import create_meetings_table, demo_rows, insert_meetings
+    from tests._support.warehouse import create_meetings_table, demo_rows, insert_meetings
 
     hook = BaseHook.get_hook("warehouse")
     if hook.get_first("SELECT name FROM sqlite_master WHERE name = 'meetings_to_schedule'"):

@@ -21,6 +21,9 @@ os.environ.pop("AIRFLOW_CONN_GONG_DEFAULT", None)
 
 import pytest  # noqa: E402
 
+# The stand-in's fixtures (gong_standin, gong_connection): opt-in, as for any user of the provider.
+pytest_plugins = ("airflow_provider_gong.testing.pytest_plugin",)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_gong.testing.deployment import LocalDeployment, postgres_unreachable
+from tests._support.deployment import LocalDeployment, postgres_unreachable
 from tests.conftest import EXAMPLE_DAGS
 from tests.deployment.helpers import CREATE_DAG, DAG_FILES, WAREHOUSE_DAG, Runs
 

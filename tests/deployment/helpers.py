@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_provider_gong.testing.deployment import LocalDeployment
+from tests._support.deployment import LocalDeployment
 
 CREATE_DAG = "gong_create_meeting"
 WAREHOUSE_DAG = "gong_meetings_from_warehouse"

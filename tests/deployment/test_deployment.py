@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_gong import get_provider_info
 from airflow_provider_gong._compat import has_declarative_connection_form
-from airflow_provider_gong.testing.deployment import (
+from tests._support.deployment import (
     MARKER_ENV,
     PG_ADMIN_URI,
     AirflowApi,

@@ -12,8 +12,8 @@ from pathlib import Path
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.sync.ledger import ResultsLedger
-from airflow_provider_gong.testing.warehouse import create_meetings_table, insert_meetings
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests._support.warehouse import create_meetings_table, insert_meetings
 from tests.conftest import ROOT
 
 PG_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -17,7 +17,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing import GongStandIn
-from airflow_provider_gong.testing.warehouse import STANDARD_COLUMNS
+from tests._support.warehouse import STANDARD_COLUMNS
 from tests.bad_inputs import CASES, GOOD, TIMEZONE, Bad
 from tests.dates import NEXT_YEAR, dst_changes
 from tests.integration.helpers import PG_URI, ledger, operator, postgres_reason

@@ -16,8 +16,8 @@ from airflow_provider_gong.operators.meetings import (
     GongDeleteMeetingOperator,
     GongUpdateMeetingOperator,
 )
-from airflow_provider_gong.testing.warehouse import demo_rows
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests._support.warehouse import demo_rows
 from tests.dates import SOON
 from tests.integration.helpers import ledger, operator, seed
 

@@ -15,7 +15,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongLedgerError, GongValidationError
-from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
+from tests._support.warehouse import demo_rows, insert_meetings
 from tests.integration.helpers import finish, ledger, operator, run_concurrently, seed, start_runners
 
 pytestmark = pytest.mark.integration

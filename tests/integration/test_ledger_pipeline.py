@@ -15,8 +15,8 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongAuthError
 from airflow_provider_gong.sync.ledger import ResultsLedger
-from airflow_provider_gong.testing.slowdb import slow_connections
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.slowdb import slow_connections
+from tests._support.warehouse import demo_rows
 from tests.integration.helpers import finish, ledger, operator, seed, start_runners
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from airflow_provider_gong.oauth import GongRefreshTokenError
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing import GongStandIn
 from airflow_provider_gong.testing.standin import TOKEN_PATH
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.warehouse import demo_rows
 from tests.conftest import ROOT
 from tests.integration.helpers import PG_URI, ledger, operator, postgres_reason, seed
 

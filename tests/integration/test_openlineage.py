@@ -26,8 +26,8 @@ pytest.importorskip(
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong._compat import DagBag  # its module moved in Airflow 3.2
-from airflow_provider_gong.testing.warehouse import demo_rows
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests._support.warehouse import demo_rows
 from tests.conftest import EXAMPLE_DAGS
 from tests.integration.helpers import seed
 

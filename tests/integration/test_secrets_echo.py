@@ -14,7 +14,7 @@ from airflow_provider_gong.exceptions import GongError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.testing import GongStandIn
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.warehouse import demo_rows
 from tests.dates import SOON
 from tests.integration.helpers import ledger, operator, seed
 

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_gong._compat import DagBag
 from airflow_provider_gong.testing import GongStandIn
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.warehouse import demo_rows
 from tests.conftest import EXAMPLE_DAGS
 from tests.integration.helpers import finish, seed, start_runners
 

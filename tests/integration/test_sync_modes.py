@@ -11,7 +11,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_gong._compat import DagBag
 from airflow_provider_gong.exceptions import GongError, GongSyncGuardError
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.warehouse import demo_rows
 from tests.conftest import EXAMPLE_DAGS
 from tests.integration.helpers import ledger, operator, run_concurrently, seed
 

@@ -14,7 +14,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_gong._compat import DagBag
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongRateLimitError
-from airflow_provider_gong.testing.warehouse import demo_rows, insert_meetings
+from tests._support.warehouse import demo_rows, insert_meetings
 from tests.conftest import EXAMPLE_DAGS, ROOT
 from tests.dates import SOON, SOON_AFTER
 from tests.integration.helpers import ledger, operator, seed

@@ -15,7 +15,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongLedgerError
-from airflow_provider_gong.testing.warehouse import demo_rows
+from tests._support.warehouse import demo_rows
 from tests.integration.helpers import finish, ledger, operator, run_concurrently, seed, start_runners
 from tests.integration.warehouses import BACKENDS, allow_writes, open_cell, refuse_created_writes
 

@@ -46,7 +46,7 @@ from unittest.mock import MagicMock
 from airflow.sdk import BaseHook
 from airflow_provider_gong.operators.meetings import GongCreateMeetingOperator
 from airflow_provider_gong.testing import GongStandIn
-from airflow_provider_gong.testing.warehouse import create_meetings_table, demo_rows, insert_meetings
+from tests._support.warehouse import create_meetings_table, demo_rows, insert_meetings
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 
 out = {}

@@ -15,6 +15,31 @@ def test_provider_info_passes_airflows_schema():
     jsonschema.validate(get_provider_info(), schema)
 
 
+def test_the_transfer_operator_is_declared():
+    (transfer,) = get_provider_info()["transfers"]
+    assert transfer["python-module"] == "airflow_provider_gong.transfers.sql_to_gong"
+    assert (transfer["source-integration-name"], transfer["target-integration-name"]) == (
+        "Common SQL",
+        "Gong",
+    )
+
+
+def test_the_wheel_holds_the_product_and_the_pytest_plugin_is_opt_in():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    package = ROOT / "airflow_provider_gong"
+    assert sorted(p.name for p in (package / "testing").glob("*.py")) == [
+        "__init__.py",
+        "__main__.py",
+        "pytest_plugin.py",
+        "standin.py",
+    ]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "pytest11" not in project.get("entry-points", {})
+
+
 def test_connection_form_is_declarative():
     (conn_type,) = get_provider_info()["connection-types"]
     behaviour = conn_type["ui-field-behaviour"]

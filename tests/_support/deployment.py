@@ -43,7 +43,7 @@ from typing import Any, NamedTuple, cast
 import requests
 
 from airflow_provider_gong.testing.standin import GongStandIn
-from airflow_provider_gong.testing.warehouse import create_meetings_table, demo_rows, insert_meetings
+from tests._support.warehouse import create_meetings_table, demo_rows, insert_meetings
 
 #: The PostgreSQL server (maintenance database) the metadata databases are created on.
 PG_ADMIN_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -413,7 +413,7 @@ class LocalDeployment:
                 )
             shutil.rmtree(self.root)
         self.home.mkdir(parents=True)
-        marker.write_text("made by airflow_provider_gong.testing.deployment; wiped at the next start\n")
+        marker.write_text("made by tests/_support/deployment.py; wiped at the next start\n")
         self.output_dir.mkdir()
         if self.dag_files is not None:
             (self.home / "dags").mkdir()
