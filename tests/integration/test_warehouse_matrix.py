@@ -8,6 +8,7 @@ per externalId at the stand-in: 0 duplicates and 0 lost meeting IDs.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import Counter
 
@@ -69,6 +70,36 @@ def test_zombie_attempt_and_its_retry(cell, slow_gong, tmp_path):
     summaries = finish(zombie + retry)
     assert_each_row_once(slow_gong, cell, [str(i) for i in range(1, 21)])
     assert sum(s["created"] for s in summaries) == 20
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_a_run_killed_mid_call_and_its_retry(cell, slow_gong, tmp_path, window):
+    """SIGKILL while Gong works on row 5: at most three claim windows of rows are left pending (claimed
+    ahead, or sent with the outcome not yet written), none is ever sent twice, and the retry (after the
+    killed run's lease lapses) sends all the rest."""
+    seed(cell, demo_rows(30, bad=False))
+    slow_gong.inject("delay", times=4, delay=0, match="POST /v2/meetings")
+    slow_gong.inject("delay", times=1, delay=3.0, match="POST /v2/meetings")  # row 5: Gong acts, answers late
+    # A short lease: the killed run holds the ledger until it lapses, and the retry waits that long.
+    first, go = start_runners(tmp_path, cell, 1, claim_window=window, lease_seconds=4)
+    go.touch()
+    deadline = time.monotonic() + 60
+    while slow_gong.created_count() < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first[0].send_signal(signal.SIGKILL)  # killed while waiting for row 5's answer
+    first[0].wait(timeout=30)
+    retry, go2 = start_runners(tmp_path, cell, 1, claim_lease_seconds=0, lease_seconds=4)
+    go2.touch()
+    (summary,) = finish(retry)
+    rows = ledger(cell)
+    pending = sorted((k for k, r in rows.items() if r["status"] == "pending"), key=int)
+    assert "5" in pending and slow_gong.created_count("crm-evt-1005") == 1  # nobody re-sent it
+    assert 1 <= len(pending) <= 3 * window, pending
+    later = len([k for k in pending if int(k) > 5])  # claimed ahead by the killed run, never sent
+    assert summary["pending_unreconciled"] == len(pending) and summary["created"] == 30 - 5 - later
+    assert_each_row_once(slow_gong, cell, [str(i) for i in range(1, 31) if str(i) not in pending])
+    for key in pending:  # each left pending was sent at most once, and only if the killed run reached it
+        assert slow_gong.created_count(f"crm-evt-{1000 + int(key)}") == (1 if int(key) <= 5 else 0)
 
 
 def test_lost_answer_stays_pending_and_reruns_send_nothing_twice(cell, fast_gong):
@@ -143,8 +174,6 @@ def test_a_paused_runner_is_taken_over_and_calls_gong_no_more(unkeyed, gong_stan
     for the lease to lapse, takes the ledger over and does the rest; A, woken, records the answer it
     was waiting for and stops before its next call. A third run sends what A had claimed and not sent.
     On a ledger without a key: every row exactly one meeting."""
-    import signal
-
     cell = unkeyed
     monkeypatch.setenv("AIRFLOW_CONN_GONG_DEFAULT", gong_standin.connection_json(rate_limit_per_second=1000))
     gong_standin.latency = 0.05
