@@ -258,6 +258,7 @@ class ResultsLedger:
         self.kind = dialect(hook)
         self.lock_table = lock_table_name(self.table)
         self.lease = Lease(self.lock_table, self.owner, self.ph, self._quote, seconds=lease_seconds)
+        self._seen: Holder | None = None  # the lease as ensure_table read it, for acquire's first look
         self._beating = threading.Event()
         #: keys this run could not claim because the ledger holds them under another spelling (its
         #: collation compares them equal, e.g. ``ABC`` and ``abc``): key -> the spelling it holds
@@ -312,20 +313,26 @@ class ResultsLedger:
 
     def _ensure_lock(self) -> None:
         """The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
-        succeeds for one caller only; a ledger made by an earlier version gets it here."""
+        succeeds for one caller only; a ledger made by an earlier version gets it here. Read once; the
+        reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse)."""
         ddl = lease_ddl(self.kind, self.lock_table, self._quote)
-        if self._lock_rows() is None:
-            self._ddl(ddl, done=lambda: self._lock_rows() is not None)
-        rows = self._lock_rows()
-        problem = f"has {rows} rows, not 1" if rows != 1 else ""
         try:
-            self.lease.read(self.conn)
-        except Exception as exc:
-            problem = problem or f"lacks the columns fence, owner, expires_at ({type(exc).__name__})"
-        if problem:
+            self._seen = self.lease.read(self.conn)
+        except Exception:  # no table yet (or not of this shape)
+            if self._lock_rows() is None:
+                self._ddl(ddl, done=lambda: self._lock_rows() is not None)
+            try:
+                self._seen = self.lease.read(self.conn)
+            except Exception as exc:
+                raise LedgerWriteError(
+                    f"the lease table {self.lock_table} lacks the columns fence, owner, expires_at "
+                    f"({type(exc).__name__}; changed by hand?); claims cannot be made safely. Drop it; the "
+                    f"next run makes it again: {ddl}"
+                ) from None
+        if self._seen is None:
             raise LedgerWriteError(
-                f"the lease table {self.lock_table} {problem} (changed by hand?); claims cannot be made "
-                f"safely. Drop it; the next run makes it again: {ddl}"
+                f"the lease table {self.lock_table} has {self._lock_rows()} rows, not 1 (changed by hand?); "
+                f"claims cannot be made safely. Drop it; the next run makes it again: {ddl}"
             )
 
     # -- the lease ----------------------------------------------------------------------------------
@@ -337,16 +344,19 @@ class ResultsLedger:
         started = time.monotonic()
         told = False
         while True:
-            holder = self._retry(lambda: self.lease.read(self.conn))
+            fresh = self._seen is None  # ensure_table's reading may be old by now: only trust it if free
+            holder, self._seen = self._seen or self._retry(lambda: self.lease.read(self.conn)), None
             if holder is None:
                 raise LedgerWriteError(f"the lease table {self.lock_table} does not have exactly one row")
             if holder.owner == self.owner and not holder.free:
                 self.lease.adopt(holder)  # our acquisition landed although the driver reported an error
                 break
-            if holder.free and self._retry(
-                lambda h=holder: self.lease.try_acquire(self.conn, h)  # type: ignore[misc]
-            ):
-                break
+            if holder.free:
+                if self._retry(lambda h=holder: self.lease.try_acquire(self.conn, h)):  # type: ignore[misc]
+                    break
+                continue  # it changed since it was read (another run took it first): read it again
+            if not fresh:
+                continue
             waited = time.monotonic() - started
             if waited >= wait:
                 raise LedgerBusyError(self.table_name, holder, waited)
