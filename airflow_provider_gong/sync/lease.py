@@ -11,10 +11,12 @@ rowcount says whether it held, the primitive every warehouse has:
 
 - acquire: ``SET owner = me, fence = f + 1, expires_at = ... WHERE fence = f AND (owner = '' OR
   expires_at < now)`` after reading ``f``;
-- renew (the fencing check): ``SET expires_at = ... WHERE owner = me AND fence = f``. It opens every
-  claim transaction, so a claim commits only while the lease is this runner's (where the warehouse has
-  transactions it is atomic; elsewhere it is a check right before the claim), and a heartbeat renews
-  it between claims;
+- renew: ``SET expires_at = ... WHERE owner = me AND fence = f``, by a heartbeat every quarter of the
+  lease (0 rows: the lease was taken over);
+- the fencing check rides in every claim statement (``... AND EXISTS (SELECT 1 FROM <lock> WHERE
+  owner = me AND fence = f)``), so a claim changes rows only while the lease row names this runner,
+  at no extra round trip; and before each Gong call the runner checks, by its own clock, that its
+  lease has a quarter left (what stops a runner paused past its lease from calling);
 - release: ``SET owner = '', expires_at = 0 WHERE owner = me AND fence = f``.
 
 Design record: ``docs/design/0001-claims-without-enforced-keys.md``.
@@ -108,6 +110,31 @@ class Lease:
         self.fence = seen.fence + 1
         self._valid_until = started + self.seconds
         return True
+
+    def fence_sql(self) -> tuple[str, tuple[Any, ...]]:
+        """The fencing check, as a condition a claim statement carries (with its parameters): the
+        statement changes rows only while the lease row still names this runner and its fence."""
+        if self.fence is None:
+            raise GongLeaseLostError(f"this run holds no lease on {self.table}")
+        c, ph = self._c, self.ph
+        sql = (
+            f"EXISTS (SELECT 1 FROM {self.table} lk WHERE lk.{c['owner']} = {ph} AND lk.{c['fence']} = {ph})"
+        )
+        return sql, (self.owner, self.fence)
+
+    def check_held(self, conn: Any) -> None:
+        """Inside the caller's transaction (nothing is ended here): GongLeaseLostError unless the lease
+        row still names this runner and its fence."""
+        _, params = self.fence_sql()
+        c, ph = self._c, self.ph
+        where = f"{c['owner']} = {ph} AND {c['fence']} = {ph}"
+        _, rows, _ = execute(conn, f"SELECT COUNT(*) FROM {self.table} WHERE {where}", params)
+        if not rows or int(rows[0][0]) == 0:
+            self.fence, self.lost = None, True
+            raise GongLeaseLostError(
+                f"the lease on {self.table} was taken over by another run (this run went "
+                f"{self.seconds:.0f} s without renewing it); this run stops before its next claim"
+            )
 
     def adopt(self, holder: Holder) -> None:
         """The lease row names this runner (its acquisition committed, then the driver reported an

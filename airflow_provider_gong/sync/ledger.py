@@ -4,7 +4,7 @@ exactly-once.
 Every write to a row happens under a **claim**: an atomic state change only one runner can win.
 
 - only the holder of the ledger's **lease** claims (:mod:`~airflow_provider_gong.sync.lease`): one
-  runner per ledger at a time, checked by a conditional UPDATE that opens every claim transaction;
+  runner per ledger at a time; every claim statement carries the lease's fencing check;
 - a new key is claimed by INSERTing it where it is still absent (``INSERT ... SELECT ... WHERE NOT
   EXISTS``), so nothing rests on the warehouse enforcing a primary key (Snowflake, BigQuery,
   Redshift and Databricks never do); see ``docs/design/0001-claims-without-enforced-keys.md``;
@@ -390,15 +390,15 @@ class ResultsLedger:
             log.warning("Could not release the lease on %s (it expires by itself): %s", self.lock_table, exc)
 
     def _heartbeat(self) -> None:
-        """Renew the lease every quarter of its length while the run lives (between claims, a long
-        wait for Gong's quota must not let it lapse)."""
+        """Renew the lease every quarter of its length while the run lives, whatever it is doing (a
+        long wait for Gong's quota must not let it lapse)."""
         interval = self.lease.seconds / 4
         while self._beating.is_set():
             time.sleep(min(interval, 1.0))
             if not self._beating.is_set():
                 return
             if self.lease.left() > self.lease.seconds - interval:
-                continue  # renewed recently (by a claim)
+                continue  # renewed less than a quarter of the lease ago
             try:
                 self.submit(self._renew).result()
             except GongLeaseLostError as exc:
@@ -595,15 +595,17 @@ class ResultsLedger:
         return won
 
     def _claim_window(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """One transaction: take the claim lock, INSERT the new keys still absent, conditionally UPDATE
-        the rest, commit. Which rows were won is told by the rowcount, or by reading the tokens back."""
+        """One transaction: INSERT the new keys still absent, conditionally UPDATE the rest, commit;
+        each statement carries the lease's fencing check. Which rows were won is told by the rowcount,
+        or by reading the tokens back; a shortfall with the lease gone is GongLeaseLostError."""
         begin(self.conn, self.kind)
         try:
-            self.lease.renew(self.conn)  # the fencing check: claims commit only while the lease is ours
             new = [r for r in requests if r.entry is None]
             won = self._insert_claims(new) if new else {}
             old = [r for r in requests if r.entry is not None]
             rowcount = self._update_claims(old) if old else 0
+            if old and rowcount != len(old):
+                self.lease.check_held(self.conn)
             self.conn.commit()
         except BaseException:
             rollback_quietly(self.conn)
@@ -623,6 +625,7 @@ class ResultsLedger:
         unless it is this runner's own claim whose commit landed before an error, or the ledger holds
         it under another spelling (a collision, see :meth:`_held`)."""
         c, ph = self._cols, self.ph
+        fence, fenced = self.lease.fence_sql()
         fresh = [r for r in new if r.key not in self.collisions]
         won = {r.key: False for r in new if r.key in self.collisions}
         if not fresh:
@@ -633,10 +636,10 @@ class ResultsLedger:
         sql = (
             f"INSERT INTO {self.table} ({', '.join(c[n] for n in names)}) "
             f"SELECT v.k, '{PENDING}', 1, v.o, v.t, v.a FROM ({rows}) v "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} led WHERE led.{c['row_key']} = v.k)"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} led WHERE led.{c['row_key']} = v.k) AND {fence}"
         )
         now = _now()
-        params = tuple(v for r in fresh for v in (r.key, r.action, self.owner, now))
+        params = tuple(v for r in fresh for v in (r.key, r.action, self.owner, now)) + fenced
         try:
             _, _, rowcount = execute(self.conn, sql, params)
         except Exception as exc:
@@ -648,6 +651,7 @@ class ResultsLedger:
         if rowcount == len(fresh):
             won.update((r.key, True) for r in fresh)
             return won
+        self.lease.check_held(self.conn)  # fewer rows: the lease lost, or keys another run holds
         held = self._held([r.key for r in fresh])
         for r in fresh:
             entry = held.get(r.key)
@@ -689,6 +693,7 @@ class ResultsLedger:
 
     def _update_claims(self, old: Sequence[ClaimRequest]) -> int:
         c, ph, now = self._cols, self.ph, _now()
+        fence, fenced = self.lease.fence_sql()
         cases = " ".join(f"WHEN {ph} THEN {ph}" for _ in old)
         matches = " OR ".join(
             f"({c['row_key']} = {ph} AND {c['status']} = {ph} AND {c['attempts']} = {ph})" for _ in old
@@ -698,14 +703,14 @@ class ResultsLedger:
             f"{c['error_kind']} = NULL, {c['attempts']} = {c['attempts']} + 1, "
             f"{c['claimed_by']} = {ph}, {c['updated_at']} = {ph}, "
             f"{c['action']} = CASE {c['row_key']} {cases} END "
-            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(old))}) AND ({matches})"
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(old))}) AND ({matches}) AND {fence}"
         )
         params: list[Any] = [PENDING, self.owner, now]
         params += [v for r in old for v in (r.key, r.action)]
         params += [r.key for r in old]
         # every entry in `old` is set (the caller filtered); mypy cannot carry that through the list
         params += [v for r in old for v in (r.key, r.entry.status, r.entry.attempts)]  # type: ignore[union-attr]
-        _, _, rowcount = execute(self.conn, sql, tuple(params))
+        _, _, rowcount = execute(self.conn, sql, (*params, *fenced))
         return rowcount
 
     @_in_worker

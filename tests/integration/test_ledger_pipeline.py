@@ -33,9 +33,9 @@ def test_at_most_one_statement_per_row(warehouse, fast_gong, window):
     assert summary["created"] == 60 and fast_gong.created_count() == 60
     assert trips.executes <= 60, trips.statements
     windows = 60 // (window or 3)  # automatic windows have at least 3 rows
-    # A claim window is the lease's renewal and the claims, in one transaction; outcomes one more; and
-    # the run takes the lease and lets it go.
-    assert trips.writes() <= 3 * windows + 2
+    # A statement per window for its claims (the lease's fencing check rides in it) and one for its
+    # outcomes; and the run takes the lease and lets it go.
+    assert trips.writes() <= 2 * windows + 2
     assert trips.commits <= 2 * windows + 5  # + the ledger's set-up, taking and letting go the lease
     assert all(r["status"] == "created" for r in ledger(warehouse).values())
 
