@@ -40,7 +40,8 @@ test: lint typecheck
 MATRIX ?= 3.1 3.2
 # The `timing` tests (pacing and volume against the wall clock; see pyproject's markers) run on the main
 # venv only: what they check does not depend on Airflow, and they are the slowest part of the suite.
-MATRIX_PYTEST_ARGS ?= -m "not timing"
+# The same goes for the warehouse matrix (`warehouses`: every database x keyed/unkeyed ledger).
+MATRIX_PYTEST_ARGS ?= -m "not timing and not warehouses"
 MATRIX_STAMPS := $(foreach minor,$(MATRIX),.venv-airflow-$(minor)/.installed)
 MATRIX_TESTS := $(addprefix test-airflow-,$(MATRIX))
 .PHONY: test-matrix $(MATRIX_TESTS)

@@ -19,7 +19,7 @@ from airflow_provider_gong.sync.ledger import ClaimRequest, ResultsLedger
 from tests.integration.helpers import ledger
 from tests.integration.warehouses import MARIADB_URI, duckdb_reason, mariadb_reason
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from tests._support.warehouse import demo_rows
 from tests.integration.helpers import finish, ledger, operator, run_concurrently, seed, start_runners
 from tests.integration.warehouses import BACKENDS, allow_writes, open_cell, refuse_created_writes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.warehouses]
 
 CELLS = [
     pytest.param((kind, keyed), id=f"{kind}-{'keyed' if keyed else 'unkeyed'}")
