@@ -1,4 +1,4 @@
-"""The ledger's DDL in each warehouse's own types, and the claim lock table beside it.
+"""The ledger's DDL in each warehouse's own types, and its lease table beside it.
 
 One column list (``COLUMNS`` in :mod:`~airflow_provider_gong.sync.ledger`), written in the types each
 dialect accepts: BigQuery and Databricks have no ``VARCHAR(n)``/``TEXT`` (``STRING``), Redshift's
@@ -111,7 +111,7 @@ def ledger_ddl(
 
 
 def lock_table_name(table: str) -> str:
-    """The claim lock table of a ledger: its name with ``_lock`` (inside the quotes of a quoted part)."""
+    """The lease table of a ledger: its name with ``_lock`` (inside the quotes of a quoted part)."""
     head, _, last = table.rpartition(".")
     quoted = re.fullmatch(r'(["`\[])(.*)(["`\]])', last)
     last = f"{quoted.group(1)}{quoted.group(2)}_lock{quoted.group(3)}" if quoted else f"{last}_lock"

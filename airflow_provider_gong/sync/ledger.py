@@ -289,7 +289,7 @@ class ResultsLedger:
 
     @_in_worker
     def ensure_table(self) -> None:
-        """Create the table and its claim lock if absent, and migrate an older ledger in place; safe
+        """Create the table and its lease table if absent, and migrate an older ledger in place; safe
         when runners race to do it (each step checks whether a concurrent runner did it first)."""
         c = self._cols
         if self._columns() is None:
@@ -620,7 +620,7 @@ class ResultsLedger:
         return won
 
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """INSERT the new keys the ledger does not hold yet, in one statement (under the lock). When
+        """INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease). When
         fewer rows went in than asked, the ledger is read to tell which: a key already there is lost,
         unless it is this runner's own claim whose commit landed before an error, or the ledger holds
         it under another spelling (a collision, see :meth:`_held`)."""
@@ -659,7 +659,7 @@ class ResultsLedger:
         return won
 
     def _held(self, keys: list[str]) -> dict[str, LedgerEntry]:
-        """The ledger's entries for these keys, read under the lock. A key the ledger holds under
+        """The ledger's entries for these keys, read in the claim transaction. A key the ledger holds under
         another spelling (its collation compares them equal) is noted in :attr:`collisions`."""
         c, ph = self._cols, self.ph
         columns = ("row_key", "status", "attempts", "claimed_by")
