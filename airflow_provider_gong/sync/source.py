@@ -17,6 +17,7 @@ from airflow_provider_gong.sync.sql import (
     as_text,
     connect,
     dialect,
+    first_line,
     is_mysql,
     literal_percent,
     quote_identifier,
@@ -84,7 +85,7 @@ class SourceReader:
         except Exception as exc:
             raise GongValidationError(
                 f"cannot read {self.what} through connection {self.hook.get_conn_id()!r}: "
-                f"{type(exc).__name__}: {_first_line(exc)}"
+                f"{type(exc).__name__}: {first_line(exc)}"
             ) from None
         if self.key_column.lower() not in (n.lower() for n in names):
             raise GongValidationError(
@@ -194,8 +195,3 @@ class SourceReader:
                     values[i] = values[i].replace(tzinfo=dt.timezone.utc)
             fixed.append(tuple(values))
         return fixed
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.sync.ddl import family
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -139,13 +140,13 @@ def connect(
                     raise RuntimeError(
                         f"the DuckDB file of connection {hook.get_conn_id()!r} is still held by another "
                         f"process after {wait:.0f} s (DuckDB allows one writing process per file): "
-                        f"{_first_line(exc)}. Run one batch on this file at a time (max_active_runs=1)."
+                        f"{first_line(exc)}. Run one batch on this file at a time (max_active_runs=1)."
                     ) from None
                 raise
             if not told:
                 log.info(
                     "The DuckDB file is open in another process (another run?); waiting for it: %s",
-                    _first_line(exc),
+                    first_line(exc),
                 )
                 told = True
             sleep(1.0)
@@ -155,7 +156,7 @@ def connect(
 
 
 def is_mysql(kind: str) -> bool:
-    return kind.startswith(("mysql", "mariadb"))
+    return family(kind) == "mysql"
 
 
 def begin(conn: Any, kind: str) -> None:
@@ -182,6 +183,7 @@ def is_alive(conn: Any) -> bool:
     return True
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message ("" when it has none), for one-line log and error texts."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0] if text else ""
