@@ -114,11 +114,13 @@ def gong_meetings_mapped() -> None:
         ]
 
     batch = rows_to_create()
+    # [START howto_operator_gong_create_meeting_mapped]
     created = GongCreateMeetingOperator.partial(
         task_id="create_meeting",
         max_active_tis_per_dagrun=3,
         map_index_template="{{ task.external_id }}",
     ).expand_kwargs(batch)
+    # [END howto_operator_gong_create_meeting_mapped]
 
     @task(trigger_rule="all_done")
     def write_back(batch: list[dict[str, Any]]) -> int:
