@@ -28,10 +28,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-# The Sphinx site (docs/), warnings as errors; autodoc imports the package from this checkout.
+# The Sphinx site (docs/), warnings as errors, from scratch (-E: autodoc sees every change in the package);
+# autodoc imports the package from this checkout.
 # Output: docs/_build/html/index.html.
 docs: install
-	PYTHONPATH=$(CURDIR) $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	PYTHONPATH=$(CURDIR) $(PY) -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 
 # The main suite on AIRFLOW_VERSION, then the same suite on every other supported Airflow (test-matrix).
 test: lint typecheck docs
