@@ -7,7 +7,7 @@ AIRFLOW_VERSION ?= 3.3.2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: install test lint typecheck demo standin bench clean
+.PHONY: install test lint typecheck docs demo standin bench clean
 
 $(STAMP): pyproject.toml Makefile
 	scripts/sysdeps.sh
@@ -28,8 +28,14 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The Sphinx site (docs/), warnings as errors, from scratch (-E: autodoc sees every change in the package);
+# autodoc imports the package from this checkout.
+# Output: docs/_build/html/index.html.
+docs: install
+	PYTHONPATH=$(CURDIR) $(PY) -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+
 # The main suite on AIRFLOW_VERSION, then the same suite on every other supported Airflow (test-matrix).
-test: lint typecheck
+test: lint typecheck docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-matrix
 
@@ -77,7 +83,7 @@ standin: install
 	$(PY) -m airflow_provider_gong.testing --port 8765
 
 clean:
-	rm -rf $(VENV) .venv-airflow-* .demo
+	rm -rf $(VENV) .venv-airflow-* .demo docs/_build
 
 # A real local deployment (API server + UI, scheduler, DAG processor, triggerer; LocalExecutor) with the
 # example DAGs, the Gong stand-in and its connections; PostgreSQL metadata DB when reachable, else SQLite.

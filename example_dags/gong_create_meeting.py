@@ -37,6 +37,7 @@ TOMORROW_AT_THE_HOUR = (
     render_template_as_native_obj=True,
 )
 def gong_create_meeting() -> None:
+    # [START howto_operator_gong_create_meeting]
     create = GongCreateMeetingOperator(
         task_id="create_meeting",
         # Tomorrow at the top of the hour, for 30 minutes (rendered as native datetimes). run_after is
@@ -50,6 +51,7 @@ def gong_create_meeting() -> None:
         # Optional: pool="gong_api" caps concurrent Gong tasks, once you created the pool
         # (airflow pools set gong_api 3 "Gong API"); a task in a missing pool never starts.
     )
+    # [END howto_operator_gong_create_meeting]
 
     @task
     def share_link(meeting_id: str, meeting_url: str) -> str:

@@ -58,6 +58,7 @@ from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperato
     },
 )
 def gong_meetings_from_warehouse() -> None:
+    # [START howto_transfer_sql_to_gong]
     SqlToGongMeetingsOperator(
         task_id="create_meetings",
         sql_conn_id="{{ params.warehouse_conn_id }}",
@@ -69,6 +70,7 @@ def gong_meetings_from_warehouse() -> None:
         preflight=True,
         # Optional: pool="gong_api" once the pool exists (a task in a missing pool never starts).
     )
+    # [END howto_transfer_sql_to_gong]
 
 
 gong_meetings_from_warehouse()

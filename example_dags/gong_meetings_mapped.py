@@ -40,7 +40,6 @@ from airflow_provider_gong.operators.meetings import (
     UNKNOWN,
     GongCreateMeetingOperator,
 )
-from airflow_provider_gong.sync.sql import quote_identifier
 
 SOURCE_TABLE = "meetings_to_schedule"
 RESULTS_TABLE = "gong_meeting_results"
@@ -68,8 +67,10 @@ def gong_meetings_mapped() -> None:
         results table is the meeting's external_id (the row id when empty).
         """
         hook = BaseHook.get_hook("warehouse")
-        results = quote_identifier(hook, RESULTS_TABLE)
-        source = quote_identifier(hook, SOURCE_TABLE)
+        # common-sql's dialect quotes a name only when the database needs it (a reserved word, odd
+        # characters), in that database's own way.
+        results = hook.dialect.escape_word(RESULTS_TABLE)
+        source = hook.dialect.escape_word(SOURCE_TABLE)
         hook.run(
             f"CREATE TABLE IF NOT EXISTS {results} (row_key VARCHAR(255) PRIMARY KEY, "
             "meeting_id VARCHAR(32), meeting_url TEXT, request_id TEXT, status VARCHAR(16))"
@@ -113,11 +114,13 @@ def gong_meetings_mapped() -> None:
         ]
 
     batch = rows_to_create()
+    # [START howto_operator_gong_create_meeting_mapped]
     created = GongCreateMeetingOperator.partial(
         task_id="create_meeting",
         max_active_tis_per_dagrun=3,
         map_index_template="{{ task.external_id }}",
     ).expand_kwargs(batch)
+    # [END howto_operator_gong_create_meeting_mapped]
 
     @task(trigger_rule="all_done")
     def write_back(batch: list[dict[str, Any]]) -> int:

@@ -53,6 +53,7 @@ from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperato
     },
 )
 def gong_meetings_sync() -> None:
+    # [START howto_transfer_sql_to_gong_sync]
     SqlToGongMeetingsOperator(
         task_id="sync_meetings",
         sql_conn_id="warehouse",
@@ -64,6 +65,7 @@ def gong_meetings_sync() -> None:
         timezone="{{ params.timezone }}",
         fail_on_row_errors="{{ params.fail_on_row_errors }}",
     )
+    # [END howto_transfer_sql_to_gong_sync]
 
 
 gong_meetings_sync()
