@@ -12,7 +12,7 @@ import base64
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from requests.auth import AuthBase
@@ -21,8 +21,6 @@ from airflow_provider_gong.exceptions import GongAuthError, GongValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_gong.oauth import AccessToken, OAuthClient
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -85,8 +83,9 @@ class OAuthAuth(AuthBase):
     would get neither.
     """
 
-    def __init__(self, oauth: OAuthClient) -> None:
+    def __init__(self, oauth: OAuthClient, *, log: Any = None) -> None:
         self.oauth = oauth
+        self.log = log or logging.getLogger(__name__)
         self._token: AccessToken | None = None
 
     def renew(self, rejected: AccessToken | None = None) -> AccessToken:
@@ -101,7 +100,7 @@ class OAuthAuth(AuthBase):
         request.headers["Authorization"] = token.authorization
         return request
 
-    def send(self, send: Callable[[], T], redact: Callable[[str], str]) -> T:
+    def send(self, send: Callable[[], T], redact: Callable[[Any], Any]) -> T:
         """One call with a valid access token; after a 401, once more with another one.
 
         A 401 means Gong refused the call and did nothing, so even a create may be sent again. The
@@ -113,7 +112,7 @@ class OAuthAuth(AuthBase):
         except GongAuthError as exc:
             if exc.status != 401:
                 raise
-            log.info("Gong refused the OAuth access token (401); trying once more with another one")
+            self.log.info("Gong refused the OAuth access token (401); trying once more with another one")
         self.renew(rejected=used)
         try:
             return send()

@@ -30,8 +30,6 @@ from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError
 from airflow_provider_gong.oauth import OAuthClient, masked_forms, token_store_for
 from airflow_provider_gong.quota import Grant, QuotaLimiter, account_key, store_for
 
-log = logging.getLogger(__name__)
-
 
 class GongClient:
     """Gong's API for one set of :class:`~.settings.GongSettings`; thread-safe, one per hook.
@@ -40,6 +38,8 @@ class GongClient:
     :param mask: called with every credential value before it could be logged (the hook passes
         Airflow's ``mask_secret``).
     :param sleep: how retries wait; looked up at every wait, so a test may swap it at any time.
+    :param log: where the client's own lines go (the hook passes its logger: Airflow's per-namespace
+        log levels reach that one, at DEBUG too).
     """
 
     def __init__(
@@ -48,8 +48,10 @@ class GongClient:
         *,
         mask: Callable[[str], None] = lambda secret: None,
         sleep: Callable[[float], None] = time.sleep,
+        log: Any = None,
     ) -> None:
         self.settings = settings
+        self.log = log or logging.getLogger(__name__)
         self.sleep = sleep
         self._mask = mask
         #: calls made (slots taken from the shared quota), for a task's summary
@@ -99,7 +101,11 @@ class GongClient:
     @cached_property
     def auth(self) -> BasicAuth | BearerAuth | OAuthAuth:
         """The session's auth, checked when it is built: nothing is sent with unusable credentials."""
-        return OAuthAuth(self.oauth) if self.settings.auth_type == "oauth" else self.settings.static_auth()
+        return (
+            OAuthAuth(self.oauth, log=self.log)
+            if self.settings.auth_type == "oauth"
+            else self.settings.static_auth()
+        )
 
     @cached_property
     def session(self) -> requests.Session:
@@ -231,7 +237,7 @@ class GongClient:
                 raise status_error(
                     response, operation, idempotent=idempotent, max_retry_wait=settings.max_retry_wait
                 )
-            log.debug("%s -> %s", operation, response.status_code)
+            self.log.debug("%s -> %s", operation, response.status_code)
             body = json_or_none(response)
         except GongError:
             raise

@@ -127,7 +127,9 @@ class GongHook(BaseHook):
     @cached_property
     def client(self) -> GongClient:
         """The HTTP client for :attr:`settings` (one session, one quota limiter, one token source)."""
-        return GongClient(self.settings, mask=mask_secret, sleep=lambda seconds: self.sleep(seconds))
+        return GongClient(
+            self.settings, mask=mask_secret, sleep=lambda seconds: self.sleep(seconds), log=self.log
+        )
 
     # What operators, the transfer and tests read on the hook; the client owns each of them.
 
