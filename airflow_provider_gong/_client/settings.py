@@ -8,7 +8,7 @@ validation error never shows them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -150,23 +150,28 @@ def normalise_base_url(host: str | None, schema: str | None = None, port: int | 
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
-def settings_from_connection(
-    *,
-    host: str | None,
-    schema: str | None,
-    port: int | None,
-    login: str | None,
-    password: str | None,
-    extra: Mapping[str, Any] | None,
-    overrides: Mapping[str, Any],
-) -> GongSettings:
+class ConnectionFields(Protocol):
+    """What is read of an Airflow ``Connection`` (any object with these attributes will do)."""
+
+    host: str | None
+    schema: str | None
+    port: int | None
+    login: str | None
+    password: str | None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]: ...
+
+
+def settings_from_connection(conn: ConnectionFields, overrides: Mapping[str, Any]) -> GongSettings:
     """Connection fields and extras, over the defaults, under the hook's keyword overrides.
 
     ``auth_type`` ``auto`` (or none) picks OAuth when a refresh token is set, else Bearer when an
     access token is, else Basic.
     """
+    host, schema, port, login, password = conn.host, conn.schema, conn.port, conn.login, conn.password
     # The UI form saves every empty optional field as null (or ""): that means "the default".
-    extras = {k: v for k, v in (extra or {}).items() if v is not None and v != ""}
+    extras = {k: v for k, v in (conn.extra_dejson or {}).items() if v is not None and v != ""}
     token = extras.get("access_token")
     auth_type = str(extras.get("auth_type") or "auto").strip().lower()
     if auth_type == "auto":

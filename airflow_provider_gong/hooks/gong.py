@@ -8,7 +8,7 @@ error lives in :mod:`airflow_provider_gong._client`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any
 
@@ -105,20 +105,12 @@ class GongHook(BaseHook):
                 f"connection {self.gong_conn_id!r} has type {conn.conn_type!r}; the Gong hook needs a "
                 f"connection of type {self.conn_type!r}"
             )
-        extra = conn.extra_dejson or {}
-        settings = settings_from_connection(
-            host=conn.host,
-            schema=conn.schema,
-            port=conn.port,
-            login=conn.login,
-            password=conn.password,
-            extra=extra,
-            overrides=self._overrides,
-        )
+        settings = settings_from_connection(conn, self._overrides)
         for name in ("access_key_secret", "access_token", "refresh_token"):
             secret = settings.secret(name)
             for form in masked_forms(secret) if secret else ():
                 mask_secret(form)
+        extra = conn.extra_dejson or {}
         for raw in (conn.password, extra.get("access_token"), extra.get("refresh_token")):  # as stored
             if isinstance(raw, str) and raw.strip():
                 mask_secret(raw)
@@ -130,8 +122,6 @@ class GongHook(BaseHook):
         return GongClient(
             self.settings, mask=mask_secret, sleep=lambda seconds: self.sleep(seconds), log=self.log
         )
-
-    # What operators, the transfer and tests read on the hook; the client owns each of them.
 
     @property
     def session(self) -> requests.Session:
@@ -168,10 +158,8 @@ class GongHook(BaseHook):
         return self.client.calls
 
     def quota_status(self) -> dict[str, Any]:
-        """Today's use of the account's daily budget, counted by every task that shares it:
-        ``{"used", "budget", "left", "resets_at"}`` (``resets_at``: the next UTC midnight). Makes no
-        Gong call (an OAuth connection may first need an access token, to learn its API host); meant for
-        a log line at the start of a batch.
+        """Today's use of the account's daily budget, as every task that shares it counted it (``used``,
+        ``budget``, ``left``, ``resets_at``), for a log line at the start of a batch. Makes no Gong call.
 
         :raises GongError: the quota store cannot be read.
         """
@@ -260,7 +248,8 @@ class GongHook(BaseHook):
         """
         unique = list(dict.fromkeys(e.strip() for e in emails if e and e.strip()))
         users: list[dict[str, Any]] = []
-        for chunk in _chunks(unique, MAX_EMAILS_PER_STATUS_CALL):
+        for start in range(0, len(unique), MAX_EMAILS_PER_STATUS_CALL):
+            chunk = unique[start : start + MAX_EMAILS_PER_STATUS_CALL]
             body = self.request("POST", "/v2/meetings/integration/status", json={"emails": chunk})
             users.extend(body.get("users") or [])
         return users
@@ -286,7 +275,8 @@ class GongHook(BaseHook):
         how = ""
         current = self.oauth.current if self.settings.auth_type == "oauth" else None
         if current is not None:
-            how = f" with an OAuth access token valid until {_utc_text(current.expires_at)}"
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(current.expires_at))
+            how = f" with an OAuth access token valid until {until}"
         return True, f"Connected to Gong at {self.base_url}{how} ({count} users on the first page)."
 
     def _redact_safely(self, text: str) -> str:
@@ -296,10 +286,6 @@ class GongHook(BaseHook):
             return text
 
 
-def _utc_text(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
-
-
 def _meeting_id(value: str | int) -> str:
     text = str(value).strip()
     if not text.isdigit() or len(text) > 20:
@@ -307,8 +293,3 @@ def _meeting_id(value: str | int) -> str:
             f"meeting_id must be Gong's numeric meeting ID (up to 20 digits), got {value!r}"
         )
     return text
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])

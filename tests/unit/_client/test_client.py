@@ -4,6 +4,7 @@ a spent daily budget is waited out only when it resets within max_retry_wait."""
 from __future__ import annotations
 
 import datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -33,9 +34,10 @@ class Limiter:
 
 
 def client(limiter: Limiter, **extra: object) -> tuple[GongClient, list[float]]:
-    settings = settings_from_connection(
-        host=BASE, schema=None, port=None, login="key-1", password="secret-1", extra=extra, overrides={}
+    conn = SimpleNamespace(
+        host=BASE, schema=None, port=None, login="key-1", password="secret-1", extra_dejson=extra
     )
+    settings = settings_from_connection(conn, {})
     slept: list[float] = []
     gong = GongClient(settings, sleep=slept.append)
     gong.limiter = limiter  # type: ignore[assignment]

@@ -4,6 +4,7 @@ name the field and never the secret."""
 from __future__ import annotations
 
 import base64
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,9 +16,10 @@ KEY, SECRET, TOKEN, REFRESH = "key-1", "secret-XYZ", "token-ABC", "refresh-DEF"
 
 
 def read(extra=None, *, login=KEY, password=SECRET, host="us-1.api.gong.io", **overrides) -> GongSettings:
-    return settings_from_connection(
-        host=host, schema=None, port=None, login=login, password=password, extra=extra, overrides=overrides
+    conn = SimpleNamespace(
+        host=host, schema=None, port=None, login=login, password=password, extra_dejson=extra
     )
+    return settings_from_connection(conn, overrides)
 
 
 @pytest.mark.parametrize(
