@@ -66,8 +66,8 @@ class GongError(AirflowException):
         return " ".join(parts)
 
     def redact(self, redact: Callable[[Any], Any]) -> GongError:
-        """Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong.redact.
-        Redactor`) and re-render the message; returns self. Gong's answer, or a proxy's, can echo the
+        """Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong._client.
+        redact.Redactor`) and re-render the message; returns self. Gong's answer, or a proxy's, can echo the
         request, credentials included."""
         self.message = redact(self.message)
         self.request_id = redact(self.request_id)

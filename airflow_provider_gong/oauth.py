@@ -56,6 +56,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from requests.auth import HTTPBasicAuth
 
 from airflow_provider_gong import __version__
+from airflow_provider_gong._client.redact import Redactor
+from airflow_provider_gong._client.retry import never_sent, parse_retry_after
+from airflow_provider_gong._client.transport import DeadlineAdapter, DeadlineExceeded
 from airflow_provider_gong.exceptions import (
     GongAuthError,
     GongConnectionError,
@@ -63,9 +66,7 @@ from airflow_provider_gong.exceptions import (
     GongRateLimitError,
     GongValidationError,
 )
-from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.shared_db import locate, open_postgres, open_sqlite, row_values, sqlite_write_lock
-from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 T = TypeVar("T")
 
@@ -563,8 +564,6 @@ class OAuthClient:
     def _exchange(self, refresh_token: str) -> dict[str, Any]:
         """One refresh at the token endpoint, as Gong documents it: the grant in the query string and
         the client's credentials as Basic auth. Raises :class:`_Lost` when Gong may have acted on it."""
-        from airflow_provider_gong.hooks.gong import _never_sent, _parse_retry_after
-
         session = requests.Session()
         adapter = DeadlineAdapter()
         session.mount("https://", adapter)
@@ -586,7 +585,7 @@ class OAuthClient:
                 body = _json_or_none(response)
         except (requests.RequestException, DeadlineExceeded) as exc:
             kind = type(exc).__name__  # never the text: requests quotes the URL, refresh token included
-            if isinstance(exc, requests.RequestException) and _never_sent(exc):
+            if isinstance(exc, requests.RequestException) and never_sent(exc):
                 raise GongConnectionError(
                     f"Could not connect to Gong's token endpoint {self.token_url} ({kind}); check the "
                     "connection's token_url and the network.",
@@ -623,7 +622,7 @@ class OAuthClient:
                 status=status,
             )
         if status == 429:
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise GongRateLimitError(
                 f"Gong's token endpoint answered 429 (too many requests); the refresh was refused."
                 f"{gong_says}",

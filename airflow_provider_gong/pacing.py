@@ -1,24 +1,17 @@
-"""Pacing and retries: the one policy every Gong call goes through.
+"""Pacing: the per-second rule every Gong call is held to.
 
 Gong allows 3 calls/s per company by default and answers 429 with ``Retry-After`` beyond that.
 :class:`Schedule` is the per-second rule (even spacing plus a sliding-window guard), written as a pure
 function of a little state so that :class:`~airflow_provider_gong.quota.QuotaLimiter` can run it on
-state that every task of a Gong account shares (see :mod:`airflow_provider_gong.quota`); :func:`retrying`
-decides, per failure, whether the same request may be sent again and how long to wait first. Clocks
-and sleeps are injectable so tests count calls per window without wall time.
+state that every task of a Gong account shares (see :mod:`airflow_provider_gong.quota`). Clocks are
+injectable so tests count calls per window without wall time. Whether a failed call may be sent again,
+and when, is :mod:`airflow_provider_gong._client.retry`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from bisect import bisect_right
-from collections.abc import Callable
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-log = logging.getLogger(__name__)
 
 WINDOW = 1.0
 """Seconds over which Gong counts calls ("3 calls per second")."""
@@ -38,7 +31,7 @@ oversleep and 0-5 ms transit jitter).
 ``dag.test()`` on a loaded 2-CPU machine were measured reaching the stand-in up to 9-18 ms after
 their slot (median 1.5-2.4 ms): a call that is slow followed ``ceil(rate)`` calls later by a fast one
 is what a strict limiter counts as rate + 1. The hook also opens the connection before taking the
-slot (:meth:`~airflow_provider_gong.transport.DeadlineAdapter.preconnect`), so a handshake is never
+slot (:meth:`~airflow_provider_gong._client.transport.DeadlineAdapter.preconnect`), so a handshake is never
 between the two.
 """
 
@@ -145,40 +138,3 @@ class Schedule:
         corrected.append(max(slot, sent))
         corrected.sort()
         return corrected
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return bool(getattr(exc, "retryable", False))
-
-
-def _wait(max_wait: float) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(multiplier=0.5, max=max_wait, jitter=0.5)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(float(retry_after), max_wait)
-        return backoff(state)
-
-    return wait
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("Gong call failed (%s); retrying in %.2f s (attempt %d)", exc, wait, state.attempt_number + 1)
-
-
-def retrying(*, max_attempts: int, max_wait: float, sleep: Callable[[float], None] = time.sleep) -> Retrying:
-    """A tenacity policy: retry only errors the hook marked ``retryable``; wait ``retry_after`` when
-    Gong gave one (429), else exponential backoff with jitter; give up after ``max_attempts`` and
-    re-raise the last typed error."""
-    return Retrying(
-        retry=retry_if_exception(_is_retryable),
-        stop=stop_after_attempt(max_attempts),
-        wait=_wait(max_wait),
-        sleep=sleep,
-        before_sleep=_log_retry,
-        reraise=True,
-    )

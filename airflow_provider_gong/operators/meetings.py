@@ -12,7 +12,6 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gong import DEFAULT_CONN_ID
@@ -26,26 +25,40 @@ from airflow_provider_gong.exceptions import (
     GongValidationError,
 )
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
+from airflow_provider_gong.operators import _exactly_once
+from airflow_provider_gong.operators._exactly_once import (
+    CREATED,
+    MEETING_ID_KEY,
+    OUTCOME_KEY,
+    REJECTED,
+    SENDING,
+    STATE_KEY,
+    UNKNOWN,
+)
+from airflow_provider_gong.operators._fields import MeetingFieldsOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_gong.lineage import Lineage
-    from airflow_provider_gong.meetings import MeetingResult
-    from airflow_provider_gong.rules import MeetingLimits
+    from airflow_provider_gong.meetings import Meeting, MeetingResult
 
-MEETING_ID_KEY = "meeting_id"
-#: task_state_store key: {"state": "sending"|"created", "at": ..., "try_number": ..., "result": {...}}
-STATE_KEY = "gong_create_meeting"
-#: XCom key saying how far this task got, for downstream bookkeeping (e.g. a mapped write-back):
-#: "sending" is pushed before the POST and replaced by "created", "rejected" (provably nothing was
-#: created: bad input or Gong refused) or "unknown" (the create may have happened). No key at all
-#: means the task never got as far as sending.
-OUTCOME_KEY = "gong_outcome"
-SENDING, CREATED, REJECTED, UNKNOWN = "sending", "created", "rejected", "unknown"
+__all__ = [
+    "CREATED",
+    "MEETING_ID_KEY",
+    "OUTCOME_KEY",
+    "REJECTED",
+    "SENDING",
+    "STATE_KEY",
+    "UNKNOWN",
+    "GongCreateMeetingOperator",
+    "GongDeleteMeetingOperator",
+    "GongMeetingIntegrationStatusOperator",
+    "GongUpdateMeetingOperator",
+]
 
 
-class GongCreateMeetingOperator(BaseOperator):
+class GongCreateMeetingOperator(MeetingFieldsOperator):
     """Create a Gong consent-meeting link (POST /v2/meetings).
 
     Pushes XCom ``meeting_id``, ``meeting_url`` and ``gong_outcome`` (see :data:`OUTCOME_KEY`) and
@@ -109,33 +122,6 @@ class GongCreateMeetingOperator(BaseOperator):
     operator_extra_links = (GongMeetingLink(),)
     ui_color = "#8039df"
 
-    def __init__(
-        self,
-        *,
-        start_time: Any,
-        end_time: Any,
-        invitees: Any,
-        organizer_email: str,
-        title: str | None = None,
-        external_id: str | None = None,
-        timezone: str = "UTC",
-        limits: MeetingLimits | dict[str, Any] | None = None,
-        gong_conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.start_time = start_time
-        self.end_time = end_time
-        self.invitees = invitees
-        self.organizer_email = organizer_email
-        self.title = title
-        self.external_id = external_id
-        self.timezone = timezone
-        self.limits = limits
-        self.gong_conn_id = gong_conn_id
-
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         try:
@@ -173,9 +159,6 @@ class GongCreateMeetingOperator(BaseOperator):
         )
 
     def _create(self, ti: Any, store: Any) -> dict[str, Any]:
-        from airflow_provider_gong.hooks.gong import GongHook
-        from airflow_provider_gong.meetings import Meeting
-
         if store is None:
             self.log.warning(
                 "This Airflow has no task_state_store (added in 3.3): a retry after a worker dies "
@@ -184,34 +167,14 @@ class GongCreateMeetingOperator(BaseOperator):
         else:
             previous = store.get(STATE_KEY)
             if isinstance(previous, dict):
-                result = self._resume(previous)
+                result = _exactly_once.resume(previous, self.external_id, self.log)
                 self._push(ti, result)
                 return result.to_dict()
-        meeting = Meeting.build(
-            start_time=self.start_time,
-            end_time=self.end_time,
-            invitees=self.invitees,
-            organizer_email=self.organizer_email,
-            title=self.title,
-            external_id=self.external_id,
-            timezone=self.timezone,
-            limits=self.limits,
-        )
+        meeting = self._meeting()
         self._mark(ti, SENDING)  # durable before the POST: downstream can tell "maybe sent" from "not sent"
         if store is not None:
-            store.set(STATE_KEY, {"state": "sending", **self._stamp(ti)})
-
-        hook = GongHook(gong_conn_id=self.gong_conn_id)
-        try:
-            result = hook.create_meeting(meeting)
-        except GongMeetingMayExistError:
-            raise  # the mark stays: no retry may create it again
-        except GongError:
-            if store is not None:
-                store.delete(STATE_KEY)  # Gong created nothing: a retry may try again
-            raise
-        finally:
-            hook.close()
+            _exactly_once.mark_sending(store, ti)
+        result = self._send(meeting, store)
         # Logged first: from here on, nothing may lose this meeting ID or lead to a second POST.
         self.log.info(
             "Created Gong meeting %s (%s), requestId=%s, for %s at %s",
@@ -221,12 +184,37 @@ class GongCreateMeetingOperator(BaseOperator):
             meeting.organizer_email,
             meeting.start_time.isoformat(),
         )
+        self._record(ti, store, result)
+        if result.additional_invitees:
+            self.log.info(
+                "Add these to the calendar invite so Gong records the call: %s",
+                ", ".join(str(i.get("email", "?")) for i in result.additional_invitees),
+            )
+        return result.to_dict()
+
+    def _send(self, meeting: Meeting, store: Any) -> MeetingResult:
+        from airflow_provider_gong.hooks.gong import GongHook
+
+        hook = GongHook(gong_conn_id=self.gong_conn_id)
+        try:
+            return hook.create_meeting(meeting)
+        except GongMeetingMayExistError:
+            raise  # the mark stays: no retry may create it again
+        except GongError:
+            if store is not None:
+                store.delete(STATE_KEY)  # Gong created nothing: a retry may try again
+            raise
+        finally:
+            hook.close()
+
+    def _record(self, ti: Any, store: Any, result: MeetingResult) -> None:
+        """Keep the result for a retry and push it downstream; a failure here is never "rejected"."""
         try:
             if store is not None:
-                self._save(store, ti, result)
+                _exactly_once.save(store, ti, result)
             self._push(ti, result)
         except Exception as exc:
-            if store is not None and _saved(store, result):
+            if store is not None and _exactly_once.saved(store, result):
                 raise  # a retry finds the stored result and finishes the job without calling Gong
             # Outcome "unknown" (not "rejected"): downstream must not read this as "nothing created".
             # Without a task_state_store (Airflow < 3.3) every failure after the POST ends here.
@@ -235,12 +223,6 @@ class GongCreateMeetingOperator(BaseOperator):
                 f"finish ({type(exc).__name__}: {exc}). Not retried, to avoid a second meeting: use this "
                 "meeting ID downstream or clear the task to create another one."
             ) from exc
-        if result.additional_invitees:
-            self.log.info(
-                "Add these to the calendar invite so Gong records the call: %s",
-                ", ".join(str(i.get("email", "?")) for i in result.additional_invitees),
-            )
-        return result.to_dict()
 
     def _mark(self, ti: Any, outcome: str, *, best_effort: bool = False) -> None:
         try:
@@ -250,66 +232,13 @@ class GongCreateMeetingOperator(BaseOperator):
                 raise
             self.log.warning("Could not record outcome %r in XCom %r", outcome, OUTCOME_KEY, exc_info=True)
 
-    def _resume(self, previous: dict[str, Any]) -> MeetingResult:
-        """What an earlier try of this task instance left behind."""
-        from airflow_provider_gong.meetings import MeetingResult
-
-        result = MeetingResult.from_response(_camel(previous.get("result")))
-        if previous.get("state") == "created" and result is not None:
-            self.log.info(
-                "An earlier try (try %s, %s) already created Gong meeting %s; returning it without "
-                "calling Gong again.",
-                previous.get("try_number"),
-                previous.get("at"),
-                result.meeting_id,
-            )
-            return result
-        raise GongMeetingMayExistError(
-            f"An earlier try of this task (try {previous.get('try_number')}, {previous.get('at')}) sent the "
-            "create request and did not record an answer (it was killed or lost the answer). The meeting "
-            "may exist in Gong; it was not sent again to avoid a duplicate. Check Gong (externalId "
-            f"{self.external_id!r}), then clear the task's state (task_state_store key {STATE_KEY!r}) "
-            "to create it."
-        )
-
-    def _save(self, store: Any, ti: Any, result: MeetingResult) -> None:
-        store.set(STATE_KEY, {"state": "created", "result": result.to_dict(), **self._stamp(ti)})
-
     def _push(self, ti: Any, result: MeetingResult) -> None:
         ti.xcom_push(key=MEETING_ID_KEY, value=result.meeting_id)
         ti.xcom_push(key=MEETING_URL_KEY, value=result.meeting_url)
         ti.xcom_push(key=OUTCOME_KEY, value=CREATED)
 
-    @staticmethod
-    def _stamp(ti: Any) -> dict[str, Any]:
-        return {"at": pendulum.now("UTC").isoformat(), "try_number": getattr(ti, "try_number", None)}
 
-
-def _camel(result: Any) -> Any:
-    """MeetingResult.to_dict() -> the shape of Gong's answer, for MeetingResult.from_response."""
-    if not isinstance(result, dict):
-        return None
-    return {
-        "meetingId": result.get("meeting_id"),
-        "meetingUrl": result.get("meeting_url"),
-        "requestId": result.get("request_id"),
-        "additionalInvitees": result.get("additional_invitees"),
-    }
-
-
-def _saved(store: Any, result: MeetingResult) -> bool:
-    try:
-        stored = store.get(STATE_KEY)
-    except Exception:
-        return False
-    return (
-        isinstance(stored, dict)
-        and stored.get("state") == "created"
-        and (stored.get("result") or {}).get("meeting_id") == result.meeting_id
-    )
-
-
-class GongUpdateMeetingOperator(BaseOperator):
+class GongUpdateMeetingOperator(MeetingFieldsOperator):
     """Replace a Gong meeting (PUT /v2/meetings/{meeting_id}) with the full meeting given here.
 
     A PUT is idempotent, so Airflow retries are safe. Validated like the create operator (same
@@ -324,49 +253,14 @@ class GongUpdateMeetingOperator(BaseOperator):
     template_fields_renderers = {"invitees": "json"}
     ui_color = "#8039df"
 
-    def __init__(
-        self,
-        *,
-        meeting_id: str | int,
-        start_time: Any,
-        end_time: Any,
-        invitees: Any,
-        organizer_email: str,
-        title: str | None = None,
-        external_id: str | None = None,
-        timezone: str = "UTC",
-        limits: MeetingLimits | dict[str, Any] | None = None,
-        gong_conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, meeting_id: str | int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.meeting_id = meeting_id
-        self.start_time = start_time
-        self.end_time = end_time
-        self.invitees = invitees
-        self.organizer_email = organizer_email
-        self.title = title
-        self.external_id = external_id
-        self.timezone = timezone
-        self.limits = limits
-        self.gong_conn_id = gong_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gong.hooks.gong import GongHook
-        from airflow_provider_gong.meetings import Meeting
 
-        meeting = Meeting.build(
-            start_time=self.start_time,
-            end_time=self.end_time,
-            invitees=self.invitees,
-            organizer_email=self.organizer_email,
-            title=self.title,
-            external_id=self.external_id,
-            timezone=self.timezone,
-            limits=self.limits,
-        )
+        meeting = self._meeting()
         hook = GongHook(gong_conn_id=self.gong_conn_id)
         try:
             answer = call_or_defer(
@@ -496,34 +390,14 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_gong.hooks.gong import GongHook
-        from airflow_provider_gong.rules import normalise_email, shown
 
-        raw = self.emails
-        if isinstance(raw, str):
-            raw = [part for part in re.split(r"[,;\s]+", raw) if part]
-        if not isinstance(raw, (list, tuple, set)) or not raw:
-            raise GongValidationError(
-                f"emails must be a non-empty list of addresses, got {shown(self.emails)}"
-            )
-        try:
-            emails = [normalise_email(e, "emails") for e in raw]
-        except ValueError as exc:
-            raise GongValidationError(str(exc)) from None
+        emails = self._emails()
         hook = GongHook(gong_conn_id=self.gong_conn_id)
         try:
             users = hook.get_integration_status(emails)
         finally:
             hook.close()
-        by_email = {str(u.get("email", "")).lower(): u for u in users}
-        problems = []
-        for email in emails:
-            user = by_email.get(email.lower())
-            if user is None or not (user.get("exists") and user.get("valid")):
-                why = (user or {}).get("userFacingError") or (
-                    "not a Gong user" if not (user or {}).get("exists") else "no valid consent page"
-                )
-                fix = f" (fix: {user['fixUrl']})" if user and user.get("fixUrl") else ""
-                problems.append(f"{email}: {why}{fix}")
+        problems = _problems(emails, users)
         for line in problems:
             self.log.warning("Organizer cannot create Gong meetings: %s", line)
         self.log.info(
@@ -534,3 +408,35 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
                 f"{len(problems)} organizer(s) cannot create Gong meetings: " + "; ".join(problems)
             )
         return users
+
+    def _emails(self) -> list[str]:
+        """The rendered ``emails``, checked before any call: a list, or a comma/semicolon-separated string."""
+        from airflow_provider_gong.rules import normalise_email, shown
+
+        raw = self.emails
+        if isinstance(raw, str):
+            raw = [part for part in re.split(r"[,;\s]+", raw) if part]
+        if not isinstance(raw, (list, tuple, set)) or not raw:
+            raise GongValidationError(
+                f"emails must be a non-empty list of addresses, got {shown(self.emails)}"
+            )
+        try:
+            return [normalise_email(e, "emails") for e in raw]
+        except ValueError as exc:
+            raise GongValidationError(str(exc)) from None
+
+
+def _problems(emails: list[str], users: list[dict[str, Any]]) -> list[str]:
+    """One line per organizer Gong does not know or has no valid consent page, with Gong's reason and
+    fix link: what a Gong admin needs to act on."""
+    by_email = {str(u.get("email", "")).lower(): u for u in users}
+    problems = []
+    for email in emails:
+        user = by_email.get(email.lower())
+        if user is None or not (user.get("exists") and user.get("valid")):
+            why = (user or {}).get("userFacingError") or (
+                "not a Gong user" if not (user or {}).get("exists") else "no valid consent page"
+            )
+            fix = f" (fix: {user['fixUrl']})" if user and user.get("fixUrl") else ""
+            problems.append(f"{email}: {why}{fix}")
+    return problems

@@ -10,6 +10,7 @@ import sys
 
 import pendulum
 import pytest
+import requests
 from airflow.sdk import DAG
 
 from airflow_provider_gong._compat import DagBag, has_task_state_store
@@ -178,7 +179,8 @@ def test_secret_and_derived_header_are_registered_with_airflows_masker(monkeypat
 
     with GongStandIn(access_key_secret=SECRET + auth, access_token=TOKEN + auth) as standin:
         monkeypatch.setenv("AIRFLOW_CONN_GONG_MASKED", standin.connection_json(auth=auth))
-        header = GongHook("gong_masked").session.headers["Authorization"]
+        session = GongHook("gong_masked").session
+        header = session.prepare_request(requests.Request("GET", standin.url)).headers["Authorization"]
     credential = header.split(" ", 1)[1]
     secret = SECRET + auth if auth == "basic" else TOKEN + auth
     redacted = redact(f"Authorization: {header}; raw={secret}")

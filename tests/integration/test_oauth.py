@@ -57,7 +57,7 @@ while time.monotonic() < end:
             ok += 1
         except GongError as exc:
             failed.append(f"{type(exc).__name__}: {exc}")
-    if "oauth" in hook.__dict__:
+    if "oauth" in hook.client.__dict__:
         refreshes += hook.oauth.refreshes
     hook.close()
 active = time.monotonic() - began

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
+from airflow_provider_gong._client.settings import normalise_base_url
 from airflow_provider_gong._compat import AirflowFailException
 from airflow_provider_gong.exceptions import (
     GongAuthError,
@@ -25,7 +26,7 @@ from airflow_provider_gong.exceptions import (
     GongServerError,
     GongValidationError,
 )
-from airflow_provider_gong.hooks.gong import GongHook, normalise_base_url
+from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from tests.dates import SOON
 
@@ -696,16 +697,16 @@ def test_the_environment_is_read_once_per_session(bare_env, requests_mock):
 
 
 def test_the_retry_policy_is_built_once_per_hook(hook, requests_mock, monkeypatch):
-    import airflow_provider_gong.hooks.gong as gong_module
+    import airflow_provider_gong._client.client as client_module
 
     built = []
-    original = gong_module.retrying
+    original = client_module.retrying
 
     def counting(**kwargs):
         built.append(kwargs["max_attempts"])
         return original(**kwargs)
 
-    monkeypatch.setattr(gong_module, "retrying", counting)
+    monkeypatch.setattr(client_module, "retrying", counting)
     requests_mock.get(f"{BASE}/v2/users", json={"users": []})
     for _ in range(3):
         hook.request("GET", "/v2/users")

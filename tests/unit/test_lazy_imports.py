@@ -36,7 +36,7 @@ HEAVY_MODULES = (
     "airflow_provider_gong.hooks.gong",
     "airflow_provider_gong.meetings",
     "airflow_provider_gong.rules",
-    "airflow_provider_gong.transport",
+    "airflow_provider_gong._client.transport",
     "airflow_provider_gong.sync.run",
     "airflow_provider_gong.sync.source",
 )

@@ -12,6 +12,7 @@ import logging
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+import requests
 
 from airflow_provider_gong import get_provider_info
 from airflow_provider_gong._compat import AirflowFailException
@@ -301,7 +302,8 @@ def test_calls_go_to_the_tokens_customer_host_not_the_connections(standin, monke
     hook.request("GET", "/v2/users")
     assert hook.base_url == standin.url
     assert api_calls(standin) == [("GET", "/v2/users", 200)]
-    assert hook.session.headers["Authorization"].startswith("Bearer gat-")
+    sent = hook.session.prepare_request(requests.Request("GET", hook.base_url + "/v2/users"))
+    assert sent.headers["Authorization"].startswith("Bearer gat-")
 
 
 def test_reuse_across_hooks_one_refresh(standin, monkeypatch, tmp_path):

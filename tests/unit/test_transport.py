@@ -12,11 +12,11 @@ import socket
 import pytest
 import requests
 
+from airflow_provider_gong._client.transport import DeadlineAdapter
 from airflow_provider_gong.exceptions import GongConnectionError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.quota import Grant
 from airflow_provider_gong.testing.standin import GongStandIn, _Handler
-from airflow_provider_gong.transport import DeadlineAdapter
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_a_dropped_connection_is_reopened_before_the_next_slot(monkeypatch, conn
     with GongStandIn() as standin:
         hook = _hook(monkeypatch, standin)
         hook.request("GET", "/v2/users")
-        hook._forget_connections()  # what the hook does after an answer it could not use
+        hook.client.forget_connections()  # what the hook does after an answer it could not use
         assert _open_connections(hook) == 0
         seen_at_slot = _watch_slots(monkeypatch, hook)
         hook.request("GET", "/v2/users")

@@ -1,12 +1,16 @@
-"""A total deadline per HTTP call, which requests does not have.
+"""The session every Gong call goes out on, and a total deadline per call, which requests does not have.
 
 requests' read timeout bounds each socket read, not the call: a server (or proxy) that drip-feeds an
 answer one byte every few seconds keeps a task busy forever. :class:`DeadlineAdapter` records the
 socket of the call in flight, and a timer shuts that socket down when the call's deadline passes; the
-blocked read then fails at once and the hook reports the call as timed out (for a create: outcome
+blocked read then fails at once and the client reports the call as timed out (for a create: outcome
 unknown). The watchdog only ever touches the socket of the call that armed it, and one watchdog
 thread serves every call in the process (arming costs a heap push, not a thread, and normally does
 not even wake that thread).
+
+Pacing is not an adapter: the client takes the call's quota slot right before it hands the request to
+the session (see :class:`~airflow_provider_gong._client.client.GongClient`), so a test that swaps the
+transport (``requests_mock``, or any adapter mounted on the session) is still paced and counted.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import heapq
 import itertools
 import math
+import os
 import socket
 import threading
 import time
@@ -23,6 +28,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -178,7 +184,7 @@ class DeadlineAdapter(HTTPAdapter):
     def preconnect(self, session: requests.Session, url: str, *, timeout: float) -> bool:
         """Open the connection the next call to ``url`` will use, unless one is open already.
 
-        The hook calls this before it takes the call's slot in the shared quota, so that the slot is
+        The client calls this before it takes the call's slot in the shared quota, so that the slot is
         followed at once by the request itself: a new connection (TCP, TLS, a proxy's CONNECT: round
         trips to Gong) opened after the slot would make the call reach Gong later than the slot the
         other tasks planned around, and a strict limiter would count it in the next call's second.
@@ -212,8 +218,8 @@ class DeadlineAdapter(HTTPAdapter):
     def _pool_for(self, session: requests.Session, url: str) -> Any:
         """The pool requests will send ``url`` through, looked up once per pool rather than per call
         (building a request to ask for it cost ~0.1 ms a call). :meth:`close` forgets it with the pools
-        it drops (the hook drops its connections after an unusable answer). The session's TLS and proxy
-        settings are read once per hook (``_pin_environment``), so they cannot change under it."""
+        it drops (the client drops its connections after an unusable answer). The session's TLS and proxy
+        settings are read once per session (:func:`pin_environment`), so they cannot change under it."""
         pools: dict[str, Any] = self.__dict__.setdefault("_preconnect_pools", {})
         pool = pools.get(url)
         if pool is None:
@@ -226,7 +232,7 @@ class DeadlineAdapter(HTTPAdapter):
 
     def close(self) -> None:
         """Drop every pooled connection. urllib3's ``clear()`` only forgets its pools, leaving their
-        sockets to the garbage collector; the hook calls this after an answer it could not use, so
+        sockets to the garbage collector; the client calls this after an answer it could not use, so
         close them now, and forget the pool :meth:`preconnect` looked up."""
         for pool in self.__dict__.pop("_preconnect_pools", {}).values():
             pool.close()
@@ -258,3 +264,34 @@ class DeadlineAdapter(HTTPAdapter):
             _local.call = None
         if fired:
             raise DeadlineExceeded(f"no complete answer within {seconds:g} s")
+
+
+def new_session(base_url: str, auth: AuthBase, user_agent: str) -> requests.Session:
+    """One keep-alive session for every call of a client, its environment read once."""
+    session = requests.Session()
+    adapter = DeadlineAdapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.auth = auth
+    session.headers.update({"Accept": "application/json", "User-Agent": user_agent})
+    pin_environment(session, base_url)
+    return session
+
+
+def pin_environment(session: requests.Session, base_url: str) -> None:
+    """Read once the proxy, CA bundle and netrc settings that requests reads on every call.
+
+    With ``trust_env`` on, every ``Session.request`` scans the whole environment twice for proxies and
+    stats the netrc files (~0.1 ms: more than everything else the hook adds to a call). Every call of
+    this session goes to one host, so the answer cannot differ between calls: it is read here the way
+    requests reads it (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` matches the
+    Gong host; ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, as the verify path), and the per-call
+    scanning is switched off. A netrc entry is not used: with ``trust_env`` requests would let one
+    replace the connection's Authorization header, and the Airflow connection is the one source of
+    credentials. A changed environment reaches the next session (after ``GongHook.close()``).
+    Gong's API does not redirect; if it ever sent a call to another host, that call would use these
+    settings too.
+    """
+    session.proxies = dict(requests.utils.get_environ_proxies(base_url))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
