@@ -53,42 +53,19 @@ from airflow_provider_gong import state
 from airflow_provider_gong.exceptions import GongAuthError, GongError
 from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.state import Moment, Row, StateStore, Table
-from airflow_provider_gong.token_endpoint import (
-    DEFAULT_TOKEN_URL,
-    AnswerLost,
-    GongRefreshTokenError,
-    TokenEndpoint,
-    masked_forms,
-)
+from airflow_provider_gong.token_endpoint import DEFAULT_TOKEN_URL as DEFAULT_TOKEN_URL
+from airflow_provider_gong.token_endpoint import AnswerLost, TokenEndpoint, token_lifetime
+from airflow_provider_gong.token_endpoint import GongRefreshTokenError as GongRefreshTokenError
+from airflow_provider_gong.token_endpoint import masked_forms as masked_forms
 
 TABLE = "gong_oauth_token"
 LOCAL_FILE = "oauth.sqlite3"
 #: Refresh this long before the access token expires (at most a tenth of its lifetime), so that a call
 #: made just before the expiry does not arrive just after it.
 REFRESH_MARGIN = 300.0
-#: Gong's answer should carry ``expires_in``; when it does not, the token is assumed good for this long
-#: (a 401 from the API then refreshes it earlier).
-DEFAULT_LIFETIME = 3600.0
 #: Seconds a task waits for another one's refresh (the lock) before giving up.
 LOCK_WAIT = 120.0
 _KEY_INFO = b"airflow-provider-gong oauth token store v1\n"
-
-__all__ = [
-    "DEFAULT_TOKEN_URL",
-    "MEMORY",
-    "AccessToken",
-    "GongRefreshTokenError",
-    "GongTokenRefreshLostError",
-    "MemoryTokenStore",
-    "OAuthClient",
-    "SQLiteTokenStore",
-    "SqlTokenStore",
-    "StoredToken",
-    "TokenStore",
-    "chain_key",
-    "masked_forms",
-    "token_store_for",
-]
 
 
 class GongTokenRefreshLostError(GongError):
@@ -398,7 +375,7 @@ class OAuthClient:
         new_refresh = answer.get("refresh_token") or refresh_token  # a server may decline to rotate
         for secret in (access, new_refresh):
             self._learn(secret)
-        lifetime = _lifetime(answer.get("expires_in"))
+        lifetime = token_lifetime(answer.get("expires_in"))
         usable = lifetime - min(REFRESH_MARGIN, lifetime / 10)
         api_base_url = answer.get("api_base_url_for_customer")
         new_chain = {
@@ -470,11 +447,3 @@ class OAuthClient:
     @staticmethod
     def _token(chain: dict[str, Any], expires_at: float) -> AccessToken:
         return AccessToken(chain["access_token"], chain.get("api_base_url"), expires_at)
-
-
-def _lifetime(expires_in: Any) -> float:
-    try:
-        seconds = float(expires_in)
-    except (TypeError, ValueError):
-        return DEFAULT_LIFETIME
-    return seconds if seconds > 0 else DEFAULT_LIFETIME

@@ -76,23 +76,6 @@ DAY = 86_400.0
 TABLE = "gong_quota"
 LOCAL_FILE = "quota.sqlite3"
 
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_DAILY_QUOTA",
-    "MEMORY",
-    "Grant",
-    "MemoryStore",
-    "Moment",
-    "QuotaLimiter",
-    "QuotaState",
-    "QuotaStore",
-    "SQLiteStore",
-    "SqlStore",
-    "account_key",
-    "default_quota_dir",
-    "store_for",
-]
-
 
 class Grant(NamedTuple):
     """A call's place in the shared schedule, as :meth:`QuotaLimiter.take` handed it out."""

@@ -28,6 +28,9 @@ from airflow_provider_gong.redact import Redactor
 from airflow_provider_gong.transport import DeadlineAdapter, DeadlineExceeded
 
 DEFAULT_TOKEN_URL = "https://app.gong.io/oauth2/generate-customer-token"
+#: Gong's answer should carry ``expires_in``; when it does not, the token is assumed good for this long
+#: (a 401 from the API then refreshes it earlier).
+DEFAULT_LIFETIME = 3600.0
 
 
 class GongRefreshTokenError(GongAuthError):
@@ -154,6 +157,16 @@ class TokenEndpoint:
                 status=status,
             )
         raise AnswerLost(f"it answered HTTP {status}")
+
+
+def token_lifetime(expires_in: Any) -> float:
+    """Seconds an access token is good for, from the answer's ``expires_in`` (a number, a numeric
+    string, or missing: :data:`DEFAULT_LIFETIME`)."""
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError):
+        return DEFAULT_LIFETIME
+    return seconds if seconds > 0 else DEFAULT_LIFETIME
 
 
 def _json_or_none(response: requests.Response) -> Any:
