@@ -15,8 +15,12 @@ times) and the day's call count live in a store every task of the account sees, 
 - ``sql``: a row in table ``gong_quota`` of a PostgreSQL database reached through an Airflow
   connection (``SELECT ... FOR UPDATE``), for workers on several machines. Its clock is the
   database's, so workers whose clocks disagree still agree on the schedule; as that is a wall clock,
-  its window guard is 5 ms longer (:attr:`SqlStore.clock_allowance`).
+  its window guard is 5 ms longer (:attr:`~airflow_provider_gong.state.PostgresStore.clock_allowance`).
 - ``memory``: per process (tests, or a single long-running process).
+
+The stores are :mod:`airflow_provider_gong.state`'s, shared with the OAuth token chain; this module
+keeps what is stored (:class:`QuotaState`, table ``gong_quota``) and what is done with it
+(:class:`QuotaLimiter`).
 
 Every call is a reservation: one short transaction reads the state, takes the next slot at or after
 now, counts the call against the UTC day's budget and commits; the caller then sleeps until its slot
@@ -40,35 +44,24 @@ query. Measured in one process, ``Rate(3, SECOND)`` grants calls in bursts of th
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import logging
 import os
-import sqlite3
-import threading
 import time
-from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import pendulum
 
+from airflow_provider_gong import state
 from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError
 from airflow_provider_gong.pacing import DEFAULT_LATE, DEFAULT_MARGIN, Schedule
-from airflow_provider_gong.shared_db import (
-    default_state_dir,
-    locate,
-    open_postgres,
-    open_sqlite,
-    row_values,
-    sqlite_write_lock,
-)
+from airflow_provider_gong.state import Moment, Row, StateStore, Table, default_state_dir
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -82,15 +75,6 @@ BACKENDS = ("local", "sql", "memory")
 DAY = 86_400.0
 TABLE = "gong_quota"
 LOCAL_FILE = "quota.sqlite3"
-
-
-class Moment(NamedTuple):
-    """The store's clocks, read while the account's state is locked."""
-
-    #: seconds on the clock the schedule runs on, the same for every process of the store
-    pace: float
-    #: seconds since the epoch, for the UTC day the budget counts
-    wall: float
 
 
 class Grant(NamedTuple):
@@ -107,7 +91,7 @@ class Grant(NamedTuple):
 @dataclass
 class QuotaState:
     """What every process of one account shares. Times are on the store's schedule clock
-    (:attr:`Moment.pace`).
+    (:attr:`~airflow_provider_gong.state.Moment.pace`).
 
     :param due: when the next call is due on the even schedule.
     :param granted: the latest grant times, oldest first (see :class:`~airflow_provider_gong.pacing.
@@ -136,61 +120,59 @@ class QuotaState:
         packed.frombytes(bytes(blob or b""))
         return packed.tolist()
 
+    @classmethod
+    def decode(cls, row: Row | None) -> QuotaState:
+        """A stored row (None: none yet) as the state; a fresh account starts at the zero state."""
+        if row is None:
+            return cls()
+        due, granted, day, used = row
+        return cls(float(due), cls.unpack(granted), int(day), int(used))
 
-Change = Callable[[QuotaState, Moment], tuple[QuotaState | None, T]]
-
-
-class QuotaStore(ABC):
-    """Where the shared state lives. :meth:`update` is the only operation that matters: it runs a
-    change on one account's state in an exclusive transaction."""
-
-    #: how the store is named in messages
-    name: str = "store"
-    #: seconds added to the window guard because the schedule's clock may run at a slightly wrong rate
-    clock_allowance: float = 0.0
-
-    @abstractmethod
-    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        """Run ``change(state, moment)`` while no other process can touch ``account``'s state.
-
-        ``moment`` is read from the store's clocks after the lock is held. ``change`` returns the new
-        state (None: write nothing) and a result; an exception it raises rolls everything back.
-        Returns the result and ``moment``.
-        """
+    def encode(self, moment: Moment) -> Row:
+        return (self.due, self.pack(self.granted), self.day, self.used)
 
 
-class MemoryStore(QuotaStore):
+QUOTA_TABLE: Table[QuotaState] = Table(
+    name=TABLE,
+    key="account",
+    columns=("due", "granted", "day", "used"),
+    sqlite_columns=(
+        "account TEXT PRIMARY KEY, due REAL NOT NULL, granted BLOB NOT NULL, day INTEGER NOT NULL, "
+        "used INTEGER NOT NULL"
+    ),
+    postgres_columns=(
+        "account VARCHAR(200) PRIMARY KEY, due DOUBLE PRECISION NOT NULL, granted BYTEA NOT NULL, "
+        "day INTEGER NOT NULL, used INTEGER NOT NULL"
+    ),
+    blank=(0.0, b"", 0, 0),
+    decode=QuotaState.decode,
+    encode=QuotaState.encode,
+)
+"""The quota's table (``gong_quota``), one row per account, the same in every backend."""
+
+QuotaStore = StateStore[QuotaState]
+"""Where the shared state lives: :meth:`~airflow_provider_gong.state.StateStore.transact` runs a change
+on one account's state in an exclusive transaction."""
+
+
+class MemoryStore(state.MemoryStore[QuotaState]):
     """State in this process only; shared by every hook of the process when it is :data:`MEMORY`.
 
     :param clock: the schedule's clock (injectable so tests need no wall time).
     :param wall: seconds since the epoch, for the UTC day (injectable likewise).
     """
 
-    name = "memory (this process)"
-
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
     ) -> None:
-        self._clock = clock
-        self._wall = wall
-        self._states: dict[str, QuotaState] = {}
-        self._lock = threading.Lock()
-
-    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        with self._lock:
-            moment = Moment(self._clock(), self._wall())
-            state = self._states.get(account) or QuotaState()
-            new, result = change(QuotaState(state.due, list(state.granted), state.day, state.used), moment)
-            if new is not None:
-                self._states[account] = new
-            return result, moment
+        super().__init__(QUOTA_TABLE, clock=clock, wall=wall)
 
 
 MEMORY = MemoryStore()
 """The process-wide store behind ``quota_backend="memory"``."""
 
 
-class SQLiteStore(QuotaStore):
+class SQLiteStore(state.SQLiteStore[QuotaState]):
     """State in a SQLite file every process on the machine opens (``quota_backend="local"``).
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock before the state is read, so two processes can
@@ -208,131 +190,27 @@ class SQLiteStore(QuotaStore):
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         timeout: float = 30.0,
-    ):
-        self.path = Path(path)
-        self.name = f"local ({self.path})"
-        self._clock = clock
-        self._wall = wall
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection inherited through fork() must not be used by the child: open one per process.
-        if self._conn is None or self._pid != os.getpid():
-            columns = (
-                "account TEXT PRIMARY KEY, due REAL NOT NULL, granted BLOB NOT NULL, day INTEGER NOT NULL, "
-                "used INTEGER NOT NULL"
-            )
-            conn = open_sqlite(self.path, TABLE, columns, timeout=self._timeout, synchronous="NORMAL")
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
-
-    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        with self._lock, sqlite_write_lock(self._connection()) as conn:
-            row = conn.execute(
-                f"SELECT due, granted, day, used FROM {TABLE} WHERE account = ?", (account,)
-            ).fetchone()
-            moment = Moment(self._clock(), self._wall())
-            state = QuotaState(row[0], QuotaState.unpack(row[1]), row[2], row[3]) if row else QuotaState()
-            new, result = change(state, moment)
-            if new is not None:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO {TABLE} (account, due, granted, day, used) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (account, new.due, QuotaState.pack(new.granted), new.day, new.used),
-                )
-        return result, moment
+    ) -> None:
+        super().__init__(QUOTA_TABLE, path, clock=clock, wall=wall, timeout=timeout, synchronous="NORMAL")
 
 
-class SqlStore(QuotaStore):
+class SqlStore(state.PostgresStore[QuotaState]):
     """State in table ``gong_quota`` of a PostgreSQL database (``quota_backend="sql"``).
 
     The connection comes from ``BaseHook.get_hook(conn_id)`` (a common-sql DbApiHook), one per process.
-    The account's row is locked with ``SELECT ... FOR UPDATE`` (created first if absent, and the table
-    too); the clock is the database's ``clock_timestamp()``, read after the lock is held, so workers on
-    machines whose clocks disagree still share one schedule. A connection that broke is replaced once.
+    The account's row is locked with ``SELECT ... FOR UPDATE``; the clock is the database's (see
+    :class:`~airflow_provider_gong.state.PostgresStore`), so workers on machines whose clocks disagree
+    still share one schedule. A connection that broke is replaced once: a reservation may run twice.
     The database should be near the workers: a call that was due at once goes out one commit after
     the time the others plan from, which the margin must cover (a late one records its send time in a
     second transaction).
     """
 
-    #: A wall clock may run fast or slow while NTP corrects it (0.5 % measured on a VM, where the
-    #: window guard would otherwise shrink from 1.009 s to 1.004 s); 5 ms per window covers that.
-    clock_allowance = 0.005
-
     def __init__(self, conn_id: str) -> None:
-        self.conn_id = conn_id
-        self.name = f"sql (connection {conn_id!r}, table {TABLE})"
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self._pid = 0
-
-    def _connection(self) -> Any:
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        columns = (
-            "account VARCHAR(200) PRIMARY KEY, due DOUBLE PRECISION NOT NULL, granted BYTEA NOT NULL, "
-            "day INTEGER NOT NULL, used INTEGER NOT NULL"
-        )
-        conn = open_postgres(self.conn_id, TABLE, columns, needed_by="quota_backend 'sql'")
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        with self._lock:
-            try:
-                return self._update(account, change)
-            except GongError:
-                raise
-            except Exception:
-                if self._conn is None or not getattr(self._conn, "closed", False):
-                    raise
-                self._conn = None  # the server went away: one fresh connection, then give up
-                return self._update(account, change)
-
-    def _update(self, account: str, change: Change[T]) -> tuple[T, Moment]:
-        conn = self._connection()
-        cur = conn.cursor()
-        try:
-            select = f"SELECT due, granted, day, used FROM {TABLE} WHERE account = %s FOR UPDATE"
-            cur.execute(select, (account,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute(
-                    f"INSERT INTO {TABLE} (account, due, granted, day, used) VALUES (%s, 0, %s, 0, 0) "
-                    "ON CONFLICT (account) DO NOTHING",
-                    (account, b""),
-                )
-                cur.execute(select, (account,))
-                row = cur.fetchone()
-            due, granted, day, used = row_values(row)
-            # Read after the row lock is held: a caller that queued for it plans from the real now.
-            cur.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
-            now = float(row_values(cur.fetchone())[0])
-            moment = Moment(now, now)
-            new, result = change(
-                QuotaState(float(due), QuotaState.unpack(granted), int(day), int(used)), moment
-            )
-            if new is not None:
-                cur.execute(
-                    f"UPDATE {TABLE} SET due = %s, granted = %s, day = %s, used = %s WHERE account = %s",
-                    (new.due, QuotaState.pack(new.granted), new.day, new.used, account),
-                )
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):  # the connection itself is gone; update() replaces it
-                conn.rollback()
-            raise
-        finally:
-            cur.close()
-        return result, moment
+        super().__init__(QUOTA_TABLE, conn_id, needed_by="quota_backend 'sql'", reconnect=True)
 
 
-_STORES: dict[tuple[str, str], QuotaStore] = {}
-_STORES_LOCK = threading.Lock()
-
+_STORES = state.StoreRegistry(LOCAL_FILE, memory=MEMORY, local=SQLiteStore, sql=SqlStore)
 
 default_quota_dir = default_state_dir
 
@@ -340,14 +218,7 @@ default_quota_dir = default_state_dir
 def store_for(backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None) -> QuotaStore:
     """The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
     so every hook of the process shares its connection too."""
-    kind, where = locate(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id, filename=LOCAL_FILE)
-    if kind == "memory":
-        return MEMORY
-    with _STORES_LOCK:
-        store = _STORES.get((kind, where))
-        if store is None:
-            store = _STORES[(kind, where)] = SQLiteStore(where) if kind == "local" else SqlStore(where)
-        return store
+    return _STORES.get(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id)
 
 
 def account_key(base_url: str, *, auth_type: str, access_key: str | None, access_token: str | None) -> str:
@@ -368,7 +239,7 @@ def _utc(seconds: float) -> datetime.datetime:
 
 
 class QuotaLimiter:
-    """Paces and counts the calls of one Gong account on a shared :class:`QuotaStore`.
+    """Paces and counts the calls of one Gong account on a shared :data:`QuotaStore`.
 
     :meth:`acquire` reserves the next slot (:class:`~airflow_provider_gong.pacing.Schedule`) and
     counts the call against the UTC day's budget in one transaction, then sleeps until the slot
@@ -510,9 +381,9 @@ class QuotaLimiter:
             budget=self.daily_quota,
         )
 
-    def _transact(self, change: Change[T]) -> tuple[T, Moment]:
+    def _transact(self, change: state.Change[QuotaState, T]) -> tuple[T, Moment]:
         try:
-            return self.store.update(self.account, change)
+            return self.store.transact(self.account, change)
         except GongError:
             raise
         except Exception as exc:

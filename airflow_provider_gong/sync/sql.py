@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_gong._dialect import dialect as dialect  # re-exported: the batch asks it here
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.sync.ddl import family
 
@@ -25,17 +26,6 @@ _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,127}$")
 _QUOTED = re.compile(r'^"([^"]{1,128})"$')
 _FOLDS_TO_LOWER = ("postgres", "redshift")
 _FOLDS_TO_UPPER = ("snowflake", "oracle", "db2")
-
-
-def dialect(hook: DbApiHook) -> str:
-    """The hook's dialect name in lower case ("sqlite", "postgresql", "mysql", ...), or ""."""
-    try:
-        name = hook.dialect_name
-    except Exception:  # dialect detection needs SQLAlchemy URL support some hooks lack
-        name = ""
-    if not name or name == "default":
-        name = str(getattr(hook, "conn_type", "") or "")
-    return name.lower()
 
 
 def quote_identifier(hook: DbApiHook, name: str, *, what: str = "identifier") -> str:

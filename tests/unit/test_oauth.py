@@ -35,6 +35,7 @@ from airflow_provider_gong.oauth import (
     GongTokenRefreshLostError as RefreshLostError,
 )
 from airflow_provider_gong.quota import account_key
+from airflow_provider_gong.state import Moment
 from airflow_provider_gong.testing import GongStandIn
 from airflow_provider_gong.testing.standin import TOKEN_PATH
 from tests.dates import SOON
@@ -262,8 +263,8 @@ def test_a_refresh_refused_with_429_is_retried_but_a_5xx_is_in_doubt(standin, mo
 class _CommitFails(MemoryTokenStore):
     """A store whose commit fails after the change ran (a full disk, a database that went away)."""
 
-    def transact(self, key, label, change):
-        change(None, self._clock())
+    def transact(self, key, change, labels=()):
+        change(None, Moment(self._clock(), self._clock()))
         raise OSError("disk I/O error")
 
 

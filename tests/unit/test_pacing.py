@@ -236,10 +236,10 @@ def test_recording_a_late_send_never_fails_the_call(caplog):
     limiter = paced(2, clock)
     first = limiter.take()
 
-    def broken(account, change):
+    def broken(account, change, labels=()):
         raise OSError("disk full")
 
-    limiter.store.update = broken
+    limiter.store.transact = broken
     limiter.sent(first, first.local + 0.5)
     assert "could not be recorded" in caplog.text
 

@@ -339,7 +339,7 @@ def test_a_budget_that_resets_within_max_retry_wait_is_waited_out(monkeypatch, r
 class BrokenStore(QuotaStore):
     name = "broken"
 
-    def update(self, account, change):
+    def transact(self, key, change, labels=()):
         raise sqlite3.OperationalError("database is locked")
 
 

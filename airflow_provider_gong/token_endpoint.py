@@ -1,0 +1,206 @@
+"""Gong's OAuth token endpoint: one refresh request, and what its answer means.
+
+A refresh spends the refresh token it sends (Gong rotates them), so what matters most here is telling
+apart an answer that says the refresh did not happen (a typed error: safe to try again later) from one
+that leaves it in doubt (:class:`AnswerLost`: the caller must not send the same token again). The
+refresh token travels in the query string, as Gong documents it, which is why this module also keeps
+it out of urllib3's debug log and tells the masker its URL-encoded forms.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from airflow_provider_gong import __version__
+from airflow_provider_gong._client.redact import Redactor
+from airflow_provider_gong._client.retry import never_sent, parse_retry_after
+from airflow_provider_gong._client.transport import DeadlineAdapter, DeadlineExceeded
+from airflow_provider_gong.exceptions import (
+    GongAuthError,
+    GongConnectionError,
+    GongRateLimitError,
+    GongValidationError,
+)
+
+DEFAULT_TOKEN_URL = "https://app.gong.io/oauth2/generate-customer-token"
+#: Gong's answer should carry ``expires_in``; when it does not, the token is assumed good for this long
+#: (a 401 from the API then refreshes it earlier).
+DEFAULT_LIFETIME = 3600.0
+
+
+class GongRefreshTokenError(GongAuthError):
+    """Gong's token endpoint answered ``invalid_grant``: the refresh token was already used or has been
+    revoked. Only a new authorisation (a new refresh token in the connection) fixes it, so it is
+    permanent (no Airflow retries)."""
+
+
+class AnswerLost(Exception):
+    """The refresh may have been done by Gong, but its answer did not arrive in a usable form."""
+
+
+class TokenEndpoint:
+    """Gong's token endpoint as one OAuth client calls it.
+
+    :param redact: the client's redactor; it learns tokens as they come, so an echo of any of them in
+        an error body is scrubbed.
+    :param timeouts: (connect, read) seconds.
+    :param deadline: total seconds for one refresh call.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        redact: Redactor,
+        timeouts: tuple[float, float],
+        deadline: float,
+    ) -> None:
+        self.url = url
+        self._auth = HTTPBasicAuth(client_id, client_secret)
+        self._redact = redact
+        self._timeouts = timeouts
+        self._deadline = deadline
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """One refresh, as Gong documents it: the grant in the query string and the client's
+        credentials as Basic auth. Returns Gong's answer (``access_token`` at least).
+
+        :raises AnswerLost: Gong may have acted on it (the refresh token may be spent).
+        :raises GongError: the refresh was refused or never sent (the refresh token is unspent).
+        """
+        response, body = self._send(refresh_token)
+        return self._read(response, body)
+
+    def _send(self, refresh_token: str) -> tuple[requests.Response, Any]:
+
+        session = requests.Session()
+        adapter = DeadlineAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        try:
+            with DeadlineAdapter.deadline(self._deadline):
+                response = session.post(
+                    self.url,
+                    params={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    # requests builds the Basic header; given explicitly, no netrc entry can replace it
+                    auth=self._auth,
+                    headers={
+                        "Accept": "application/json",
+                        "User-Agent": f"airflow-provider-gong/{__version__}",
+                    },
+                    timeout=self._timeouts,
+                    allow_redirects=False,
+                )
+                return response, _json_or_none(response)
+        except (requests.RequestException, DeadlineExceeded) as exc:
+            kind = type(exc).__name__  # never the text: requests quotes the URL, refresh token included
+            if isinstance(exc, requests.RequestException) and never_sent(exc):
+                raise GongConnectionError(
+                    f"Could not connect to Gong's token endpoint {self.url} ({kind}); check the "
+                    "connection's token_url and the network.",
+                    retryable=True,
+                ) from None
+            raise AnswerLost(f"its answer was lost ({kind})") from None
+        finally:
+            session.close()
+
+    def _read(self, response: requests.Response, body: Any) -> dict[str, Any]:
+
+        status = response.status_code
+        fields: dict[str, Any] = body if isinstance(body, dict) else {}
+        error = str(fields.get("error") or "")
+        said = self._redact(str(fields.get("error_description") or fields.get("errors") or error))[:300]
+        gong_says = f" Gong says: {said}" if said else ""
+        if status == 200:
+            if isinstance(fields.get("access_token"), str) and fields["access_token"]:
+                return fields
+            raise AnswerLost("its answer held no access token")
+        if 300 <= status < 400:
+            raise GongValidationError(
+                f"Gong's token endpoint {self.url} answered a redirect (HTTP {status}); set the "
+                "connection's token_url to the endpoint itself."
+            )
+        if status == 400 and error == "invalid_grant":
+            raise GongRefreshTokenError(
+                "Gong refused the connection's OAuth refresh token (invalid_grant): it was already used or "
+                "has been revoked. The connection needs a new refresh token: authorise the Gong app again "
+                f"and put the new refresh token in the connection's extras.{gong_says}",
+                status=status,
+            )
+        if status in (401, 403) or error == "invalid_client":
+            raise GongAuthError(
+                f"Gong's token endpoint rejected the OAuth client (HTTP {status}): check the client id "
+                f"(login) and client secret (password) of the Gong connection.{gong_says}",
+                status=status,
+            )
+        if status == 429:
+            raise GongRateLimitError(
+                f"Gong's token endpoint answered 429 (too many requests); the refresh was refused."
+                f"{gong_says}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retryable=True,
+            )
+        if 400 <= status < 500:
+            raise GongAuthError(
+                f"Gong's token endpoint refused the refresh (HTTP {status}{', ' + error if error else ''})."
+                f"{gong_says}",
+                status=status,
+            )
+        raise AnswerLost(f"it answered HTTP {status}")
+
+
+def token_lifetime(expires_in: Any) -> float:
+    """Seconds an access token is good for, from the answer's ``expires_in`` (a number, a numeric
+    string, or missing: :data:`DEFAULT_LIFETIME`)."""
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError):
+        return DEFAULT_LIFETIME
+    return seconds if seconds > 0 else DEFAULT_LIFETIME
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return None
+
+
+def masked_forms(secret: str) -> list[str]:
+    """The forms a secret takes in the text Airflow's masker sees: raw, and URL-encoded as it is in the
+    token request's query string (the refresh token's ``/``, ``+`` and ``=`` are escaped there)."""
+    return list(dict.fromkeys([secret, quote(secret, safe=""), quote(secret, safe="").replace("%20", "+")]))
+
+
+# -- keeping refresh tokens out of urllib3's debug log -----------------------------------------------
+
+_QUERY_SECRET = re.compile(r"((?:refresh_token|access_token|code)=)[^&\s\"']+")
+
+
+class _QuerySecretFilter(logging.Filter):
+    """urllib3 logs each request line at DEBUG, query string included, and Gong wants the refresh token
+    in the query string. Airflow's masker covers task logs (the hook registers every token with it);
+    this covers every other handler (a script's, pytest's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        if "_token=" in message or "code=" in message:
+            record.msg, record.args = _QUERY_SECRET.sub(r"\1***", message), ()
+        return True
+
+
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _QuerySecretFilter) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_QuerySecretFilter())
