@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pendulum
 
-from airflow_provider_gong.sync.ledger import CREATED, DELETED, FAILED, PENDING, PERMANENT, LedgerEntry
+from airflow_provider_gong.sync.records import CREATED, DELETED, FAILED, PENDING, PERMANENT, LedgerEntry
 
 CREATE, UPDATE, DELETE, REPLACE, SKIP = "create", "update", "delete", "replace", "skip"
 #: sync modes: "create" only creates; "upsert" also updates changed rows and deletes cancelled ones;

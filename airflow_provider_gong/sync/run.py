@@ -31,21 +31,7 @@ from airflow_provider_gong.exceptions import (
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.rules import MeetingLimits, normalise_email
-from airflow_provider_gong.sync.ledger import (
-    DELETED,
-    PERMANENT,
-    TRANSIENT,
-    ClaimRequest,
-    LedgerEntry,
-    MeetingState,
-    ResultsLedger,
-    created_values,
-    deleted_values,
-    failed_values,
-    reverted_values,
-    unknown_values,
-    updated_values,
-)
+from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.sync.pipeline import LedgerPipeline
 from airflow_provider_gong.sync.plan import (
     CREATE,
@@ -61,6 +47,20 @@ from airflow_provider_gong.sync.plan import (
     Step,
     plan_removed,
     plan_row,
+)
+from airflow_provider_gong.sync.records import (
+    DELETED,
+    PERMANENT,
+    TRANSIENT,
+    ClaimRequest,
+    LedgerEntry,
+    MeetingState,
+    created_values,
+    deleted_values,
+    failed_values,
+    reverted_values,
+    unknown_values,
+    updated_values,
 )
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader, normalise_key
 
@@ -283,7 +283,7 @@ class BatchRun:
 
     def removed_keys(self) -> Iterator[list[str]]:
         """Pages of ledger keys with a live meeting whose row left the source (mirror mode)."""
-        c = self.ledger._cols
+        c = self.ledger.columns
         return self.source.missing_keys(self.ledger.table, c["row_key"], c["status"])
 
     def steps(self, names: list[str], rows: list[tuple[Any, ...]]) -> Iterator[tuple[dict[str, Any], Step]]:

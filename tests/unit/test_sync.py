@@ -13,8 +13,12 @@ import pytest
 
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting, MeetingResult
+from airflow_provider_gong.sync.connection import LedgerWriteError
 from airflow_provider_gong.sync.ddl import ledger_ddl
-from airflow_provider_gong.sync.ledger import (
+from airflow_provider_gong.sync.lease import LedgerBusyError
+from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.plan import CREATE, SKIP, RowFacts, plan_removed, plan_row
+from airflow_provider_gong.sync.records import (
     CREATED,
     FAILED,
     PENDING,
@@ -22,14 +26,10 @@ from airflow_provider_gong.sync.ledger import (
     TRANSIENT,
     UNKNOWN,
     ClaimRequest,
-    LedgerBusyError,
     LedgerEntry,
-    LedgerWriteError,
-    ResultsLedger,
     created_values,
     failed_values,
 )
-from airflow_provider_gong.sync.plan import CREATE, SKIP, RowFacts, plan_removed, plan_row
 from airflow_provider_gong.sync.source import normalise_key
 from airflow_provider_gong.sync.sql import literal_percent, quote_identifier
 
