@@ -18,6 +18,9 @@ left ``pending`` ("outcome unknown"). Windows of rows are claimed in one transac
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -252,3 +255,14 @@ def now_iso() -> str:
 def _is_integrity_error(exc: BaseException) -> bool:
     """A DB-API IntegrityError of whatever driver (each module defines its own class of that name)."""
     return any(kind.__name__ == "IntegrityError" for kind in type(exc).__mro__)
+
+
+def claim_token(context: Mapping[str, Any]) -> str:
+    """This run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
+    ti = context.get("ti") if isinstance(context, Mapping) else None
+    who = "manual"
+    if ti is not None and getattr(ti, "dag_id", None):
+        map_index = getattr(ti, "map_index", -1)
+        mapped = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
+        who = f"{ti.dag_id}/{ti.task_id}{mapped}/{ti.run_id}/try{getattr(ti, 'try_number', '?')}"
+    return f"{who[:180]}@{socket.gethostname()[:40]}:{os.getpid()}/{uuid.uuid4().hex[:12]}"

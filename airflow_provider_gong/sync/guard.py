@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.exceptions import GongSyncGuardError, GongValidationError
 from airflow_provider_gong.sync.plan import (
     CREATE,
     CREATE_ONLY,
@@ -118,6 +118,20 @@ class DeleteGuard:
                 "look at the plan with dry_run=True, then raise max_deletes for one run if it is right."
             )
         return ""
+
+    def hold(self, batch: BatchRun, *, dry_run: bool, daily_quota: int) -> dict[str, Any] | None:
+        """Survey the run and hold it to the guard. A dry run returns its plan. Otherwise the run may go
+        ahead (None), and may not delete more than the guard allows either (rows can change between
+        the plan and the run): :class:`GongSyncGuardError` when the plan already does."""
+        plan = survey(batch)
+        live = batch.ledger.count_live()
+        why = self.check(plan, live, batch.progress.total)
+        if dry_run:
+            return self.report(plan, why, daily_quota)
+        if why:
+            raise GongSyncGuardError(why)
+        batch.delete_budget = self.allowed(live) if batch.progress.total else 0
+        return None
 
     def report(self, plan: dict[str, Any], why: str, daily_quota: int) -> dict[str, Any]:
         """The dry run's summary, and its log: the counts, samples, calls and quota share."""

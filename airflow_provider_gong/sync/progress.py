@@ -6,12 +6,16 @@ value (XCom) and OpenLineage's run facet use, so they are spelled in one place, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.sync.plan import Reason
+
+if TYPE_CHECKING:
+    from airflow_provider_gong.hooks.gong import GongHook
 
 
 @dataclass
@@ -149,3 +153,31 @@ def problems(summary: Mapping[str, Any]) -> str:
             "check Gong by externalId, then set the row to created (with its meeting_id) or failed"
         )
     return "; ".join(parts)
+
+
+def log_quota(log: logging.Logger | Any, gong: GongHook, rows: int, deferrable: bool) -> int | None:
+    """Say how much of today's shared Gong budget is used and whether this run fits in the rest (in the
+    task's own log, ``log``); returns the calls left today, None when the quota cannot be read."""
+    try:
+        quota = gong.quota_status()
+    except Exception as exc:  # a quota store that cannot be read must not stop the batch here
+        log.warning("Could not read today's Gong quota (%s); going on", exc)
+        return None
+    fits = rows <= quota["left"]
+    log.info(
+        "Gong quota today: %d of %d calls used, %d left (resets %s). This run needs up to %d call(s) "
+        "(one per row, retries aside): %s.",
+        quota["used"],
+        quota["budget"],
+        quota["left"],
+        quota["resets_at"],
+        rows,
+        "it fits"
+        if fits
+        else (
+            "it does NOT fit; the run "
+            + ("defers" if deferrable else "fails")
+            + " when the budget runs out and goes on from its ledger after the reset"
+        ),
+    )
+    return int(quota["left"])

@@ -88,6 +88,11 @@ class ClaimRequest:
     entry: LedgerEntry | None
     action: str
 
+    def __post_init__(self) -> None:
+        # A plan's Action is a str subclass; drivers adapt such values each their own way (psycopg looks
+        # for an Enum adapter first), so the ledger is handed the plain word.
+        object.__setattr__(self, "action", str(self.action))
+
     @property
     def attempts(self) -> int:
         """The attempt count the row carries once claimed."""

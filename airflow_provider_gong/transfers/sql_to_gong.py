@@ -5,13 +5,24 @@ the summary; the protocol itself (source -> plan -> claim -> call -> record) liv
 :mod:`airflow_provider_gong.sync`. Every meeting goes through the same
 :class:`~airflow_provider_gong.meetings.Meeting` model and
 :class:`~airflow_provider_gong.hooks.gong.GongHook` as the single-meeting operator.
+
+Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
+older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
+meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
+fingerprint, organizer_email, end_time, action``. A row is
+sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
+runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
+rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
+and never re-post ``pending`` rows (their create may have reached Gong): those are reported for
+reconciliation. One bad row never stops the others; authentication, permission and quota
+problems stop the batch (every later row would fail the same way) and fail the task so Airflow
+can retry it. Task-level problems (unknown timezone, unusable Gong connection, missing source or
+column) fail the task before any row is touched. Rows with a NULL, duplicated or over-long key
+are reported and counted as failed, never sent.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +33,12 @@ from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, 
 from airflow_provider_gong.exceptions import (
     GongBatchRowErrors,
     GongRateLimitError,
-    GongSyncGuardError,
     GongValidationError,
 )
+from airflow_provider_gong.sync.guard import DeleteGuard
 from airflow_provider_gong.sync.guard import max_deletes as _max_deletes
 from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, SYNC_MODES
-from airflow_provider_gong.sync.progress import IDLE, problems, so_far
+from airflow_provider_gong.sync.progress import IDLE, log_quota, problems, so_far
 
 # DAG files import this module on every parse: the hook (requests), the rules (pydantic, email-validator),
 # common-sql's hooks and the sync runner are imported in execute(), where they are used
@@ -52,19 +63,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
     ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when a row
     changed, DELETE when it is cancelled or, in mirror mode, gone).
 
-    Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
-    older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
-    meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
-    fingerprint, organizer_email, end_time, action``. A row is
-    sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
-    runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
-    rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
-    and never re-post ``pending`` rows (their create may have reached Gong): those are reported for
-    reconciliation. One bad row never stops the others; authentication, permission and quota
-    problems stop the batch (every later row would fail the same way) and fail the task so Airflow
-    can retry it. Task-level problems (unknown timezone, unusable Gong connection, missing source or
-    column) fail the task before any row is touched. Rows with a NULL, duplicated or over-long key
-    are reported and counted as failed, never sent.
+    How a row travels, what the ledger holds and which problems fail what: see this module's docstring.
 
     :param sql_conn_id: any common-sql connection (templated).
     :param table: source table, ``name`` or ``schema.name`` (templated). Or give ``sql``.
@@ -174,11 +173,8 @@ class SqlToGongMeetingsOperator(BaseOperator):
         self.ledger_table, self.timezone, self.limits = ledger_table, timezone, limits
         self.gong_conn_id = gong_conn_id
         self.page_size = page_size
-        self.retry_failed, self.fail_on_row_errors, self.preflight = (
-            retry_failed,
-            fail_on_row_errors,
-            preflight,
-        )
+        self.retry_failed, self.preflight = retry_failed, preflight
+        self.fail_on_row_errors = fail_on_row_errors
         self.progress_every_rows, self.progress_every_seconds = progress_every_rows, progress_every_seconds
         self.claim_lease_seconds, self.claim_window = claim_lease_seconds, claim_window
         self.lease_seconds, self.lease_wait_seconds = lease_seconds, lease_wait_seconds
@@ -198,32 +194,6 @@ class SqlToGongMeetingsOperator(BaseOperator):
             int(self._earlier.get("deferrals", 0)),
         )
         return self.execute(context)
-
-    def _log_quota(self, gong: Any, rows: int) -> int | None:
-        """Say how much of today's shared Gong budget is used and whether this run fits in the rest."""
-        try:
-            quota = gong.quota_status()
-        except Exception as exc:  # a quota store that cannot be read must not stop the batch here
-            self.log.warning("Could not read today's Gong quota (%s); going on", exc)
-            return None
-        fits = rows <= quota["left"]
-        self.log.info(
-            "Gong quota today: %d of %d calls used, %d left (resets %s). This run needs up to %d call(s) "
-            "(one per row, retries aside): %s.",
-            quota["used"],
-            quota["budget"],
-            quota["left"],
-            quota["resets_at"],
-            rows,
-            "it fits"
-            if fits
-            else (
-                "it does NOT fit; the run "
-                + ("defers" if self.deferrable else "fails")
-                + " when the budget runs out and goes on from its ledger after the reset"
-            ),
-        )
-        return int(quota["left"])
 
     def get_openlineage_facets_on_start(self) -> Lineage:
         """OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
@@ -262,6 +232,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gong.hooks.gong import GongHook
+        from airflow_provider_gong.sync.claims import claim_token
         from airflow_provider_gong.sync.ledger import ResultsLedger
         from airflow_provider_gong.sync.progress import BatchProgress
         from airflow_provider_gong.sync.rows import check_columns
@@ -270,7 +241,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
         self.summary = None  # an instance run twice in one process (dag.test) must not report old counts
         # Task-level problems fail the task here, before any row is read, claimed or charged.
-        options, db = self._options(), self._warehouse()
+        options, db = _batch_options(self), _warehouse(self.sql_conn_id)
         gong = GongHook(gong_conn_id=self.gong_conn_id)
         gong.get_conn()  # connection type, settings and credentials checked, nothing sent
         source = SourceReader(
@@ -281,16 +252,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
         try:
             check_columns(source.columns(), self.columns)
             ledger = ResultsLedger(
-                db, self.ledger_table, owner=_owner(context), lease_seconds=self.lease_seconds
+                db, self.ledger_table, owner=claim_token(context), lease_seconds=self.lease_seconds
             )
-            if not dry_run and not self._take(ledger):
-                return self.summary  # type: ignore[return-value]  # set by _take: the ledger was busy
+            if not dry_run and (busy := self._take(ledger)) is not None:
+                self.summary = busy
+                return busy
             progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self._log_start(progress, gong, ledger, dry_run)
-            quota_left = None if dry_run else self._log_quota(gong, progress.total)
+            quota_left = None if dry_run else log_quota(self.log, gong, progress.total, self.deferrable)
             self.batch = BatchRun(source=source, ledger=ledger, gong=gong, options=options, progress=progress)
-            if (dry_run or self.sync_mode != CREATE_ONLY) and self._plan(self.batch, dry_run):
-                return self.summary  # type: ignore[return-value]  # the dry run's plan
+            if dry_run or self.sync_mode != CREATE_ONLY:  # a plan first: a dry run ends with it
+                guard = DeleteGuard(self.sync_mode, self.ledger_table, self.max_deletes)
+                self.summary = guard.hold(self.batch, dry_run=dry_run, daily_quota=self.daily_quota)
+                if self.summary is not None:
+                    return self.summary
             quota = self._run(self.batch)
         finally:
             source.close()
@@ -301,42 +276,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
             defer_for_quota(self, quota, earlier=so_far(self._earlier, progress.summary(), deferring=True))
         return self._finish(progress, gong, quota_left)
 
-    def _options(self) -> BatchOptions:
-        """The run's options, checked: a bad mode, limit or zone fails the task before any row is read."""
-        from airflow_provider_gong.rules import MeetingLimits, zone
-        from airflow_provider_gong.sync.run import BatchOptions
-
-        self.sync_mode = _sync_mode(self.sync_mode)
-        _max_deletes(self.max_deletes)
-        try:
-            zone(self.timezone)
-            limits = MeetingLimits.of(dict(self.limits) if isinstance(self.limits, Mapping) else self.limits)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
-            raise GongValidationError(f"{exc}") from None
-        return BatchOptions(
-            columns=self.columns,
-            timezone=self.timezone,
-            limits=limits,
-            retry_failed=_truthy(self.retry_failed),
-            preflight=_truthy(self.preflight),
-            claim_lease_seconds=self.claim_lease_seconds,
-            mode=self.sync_mode,
-            claim_window=self.claim_window,
-        )
-
-    def _warehouse(self) -> DbApiHook:
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        db = BaseHook.get_hook(self.sql_conn_id)
-        if not isinstance(db, DbApiHook):
-            raise GongValidationError(
-                f"connection {self.sql_conn_id!r} is not a common-sql (DbApiHook) connection"
-            )
-        return db
-
-    def _take(self, ledger: ResultsLedger) -> bool:
-        """Make the ledger if absent and take its lease; False (and an idle summary) when another live
-        run keeps it past ``lease_wait_seconds``: this run then ends without touching a row."""
+    def _take(self, ledger: ResultsLedger) -> dict[str, Any] | None:
+        """Make the ledger if absent and take its lease; the run's summary when another live run keeps
+        it past ``lease_wait_seconds``: this run then ends without touching a row."""
         from airflow_provider_gong.sync.lease import LedgerBusyError
 
         ledger.ensure_table()
@@ -344,14 +286,13 @@ class SqlToGongMeetingsOperator(BaseOperator):
             ledger.acquire(self.lease_wait_seconds)
         except LedgerBusyError as busy:
             self.log.warning("Nothing done: %s", busy)
-            self.summary = {
+            return {
                 "ledger_busy": True,
                 "held_by": busy.holder.owner,
                 "ledger_table": self.ledger_table,
                 **IDLE,
             }
-            return False
-        return True
+        return None
 
     def _log_start(
         self, progress: BatchProgress, gong: GongHook, ledger: ResultsLedger, dry_run: bool
@@ -366,24 +307,6 @@ class SqlToGongMeetingsOperator(BaseOperator):
             gong.settings.rate_limit_per_second,
             ledger.owner,
         )
-
-    def _plan(self, batch: BatchRun, dry_run: bool) -> bool:
-        """Survey the run and hold it to the delete guard. True: a dry run, its plan in :attr:`summary`.
-        Otherwise the run may go ahead, and may not delete more than the guard allows either (rows can
-        change between the plan and the run)."""
-        from airflow_provider_gong.sync import guard
-
-        deletes = guard.DeleteGuard(self.sync_mode, self.ledger_table, self.max_deletes)
-        plan = guard.survey(batch)
-        live = batch.ledger.count_live()
-        why = deletes.check(plan, live, batch.progress.total)
-        if dry_run:
-            self.summary = deletes.report(plan, why, self.daily_quota)
-            return True
-        if why:
-            raise GongSyncGuardError(why)
-        batch.delete_budget = deletes.allowed(live) if batch.progress.total else 0
-        return False
 
     def _run(self, batch: BatchRun) -> GongRateLimitError | None:
         """Run the batch; Gong's quota spent, a deferrable run returns the error to defer on."""
@@ -424,6 +347,39 @@ class SqlToGongMeetingsOperator(BaseOperator):
         return summary
 
 
+def _batch_options(op: SqlToGongMeetingsOperator) -> BatchOptions:
+    """The run's options, checked: a bad mode, limit or zone fails the task before any row is read."""
+    from airflow_provider_gong.rules import MeetingLimits, zone
+    from airflow_provider_gong.sync.run import BatchOptions
+
+    op.sync_mode = _sync_mode(op.sync_mode)
+    _max_deletes(op.max_deletes)
+    try:
+        zone(op.timezone)
+        limits = MeetingLimits.of(dict(op.limits) if isinstance(op.limits, Mapping) else op.limits)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        raise GongValidationError(f"{exc}") from None
+    return BatchOptions(
+        columns=op.columns,
+        timezone=op.timezone,
+        limits=limits,
+        retry_failed=_truthy(op.retry_failed),
+        preflight=_truthy(op.preflight),
+        claim_lease_seconds=op.claim_lease_seconds,
+        mode=op.sync_mode,
+        claim_window=op.claim_window,
+    )
+
+
+def _warehouse(conn_id: str) -> DbApiHook:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    db = BaseHook.get_hook(conn_id)
+    if not isinstance(db, DbApiHook):
+        raise GongValidationError(f"connection {conn_id!r} is not a common-sql (DbApiHook) connection")
+    return db
+
+
 def _check_arguments(
     sync_mode: str,
     max_deletes: int | float,
@@ -458,17 +414,6 @@ def _sync_mode(value: Any) -> str:
     if value not in SYNC_MODES:
         raise GongValidationError(f"sync_mode must be one of {', '.join(SYNC_MODES)}, got {value!r}")
     return str(value)
-
-
-def _owner(context: Context | Mapping[str, Any]) -> str:
-    """This run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
-    ti = context.get("ti") if isinstance(context, Mapping) else None
-    who = "manual"
-    if ti is not None and getattr(ti, "dag_id", None):
-        map_index = getattr(ti, "map_index", -1)
-        mapped = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
-        who = f"{ti.dag_id}/{ti.task_id}{mapped}/{ti.run_id}/try{getattr(ti, 'try_number', '?')}"
-    return f"{who[:180]}@{socket.gethostname()[:40]}:{os.getpid()}/{uuid.uuid4().hex[:12]}"
 
 
 def _truthy(value: bool | str) -> bool:
