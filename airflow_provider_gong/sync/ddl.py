@@ -1,6 +1,6 @@
 """The ledger's DDL in each warehouse's own types, and its lease table beside it.
 
-One column list (``COLUMNS`` in :mod:`~airflow_provider_gong.sync.ledger`), written in the types each
+One column list (``COLUMNS`` in :mod:`~airflow_provider_gong.sync.records`), written in the types each
 dialect accepts: BigQuery and Databricks have no ``VARCHAR(n)``/``TEXT`` (``STRING``), Redshift's
 ``TEXT`` is only 256 bytes (Gong's meeting URLs are longer), MySQL/MariaDB compare text
 case-insensitively unless told otherwise (a key column in a binary collation compares keys exactly as

@@ -24,13 +24,18 @@ Design record: ``docs/design/0001-claims-without-enforced-keys.md``.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
-from airflow_provider_gong.sync.sql import execute, rollback_quietly
+from airflow_provider_gong.sync.connection import LedgerConnection, LedgerWriteError, on_ledger_thread
+from airflow_provider_gong.sync.sql import begin, execute, rollback_quietly
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -186,3 +191,162 @@ class Lease:
     def left(self) -> float:
         """Seconds this runner may still trust the lease by its own clock (0 when lost or never held)."""
         return max(self._valid_until - time.monotonic(), 0.0) if self.fence is not None else 0.0
+
+
+class LedgerBusyError(Exception):
+    """Another live run holds the ledger's lease."""
+
+    def __init__(self, table: str, holder: Holder, waited: float) -> None:
+        self.holder = holder
+        super().__init__(
+            f"ledger {table} is being worked by another run ({holder.owner}, lease until {holder.until()}); "
+            f"waited {waited:.0f} s. Its rows are that run's; the next run takes over what is left."
+        )
+
+
+class LeaseKeeper:
+    """The lease over a run's life: its table made if absent, taken (waiting for another run), renewed
+    by a heartbeat, checked before each call, and let go. Runs on the ledger's thread and connection."""
+
+    def __init__(self, db: LedgerConnection, lease: Lease, ledger_name: str) -> None:
+        self.db = db
+        self.lease = lease
+        self.ledger_name = ledger_name
+        self._seen: Holder | None = None  # the lease as ensure_table read it, for acquire's first look
+        self._beating = threading.Event()
+
+    @property
+    def table(self) -> str:
+        return self.lease.table
+
+    def ensure_table(self, ddl: str) -> None:
+        """The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
+        succeeds for one caller only; a ledger made by an earlier version gets it here. Read once; the
+        reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse)."""
+        try:
+            self._seen = self.lease.read(self.db.conn)
+        except Exception:  # no table yet (or not of this shape)
+            if self._rows() is None:
+                self.db.ddl(ddl, done=lambda: self._rows() is not None)
+            try:
+                self._seen = self.lease.read(self.db.conn)
+            except Exception as exc:
+                raise LedgerWriteError(
+                    f"the lease table {self.table} lacks the columns fence, owner, expires_at "
+                    f"({type(exc).__name__}; changed by hand?); claims cannot be made safely. Drop it; the "
+                    f"next run makes it again: {ddl}"
+                ) from None
+        if self._seen is None:
+            raise LedgerWriteError(
+                f"the lease table {self.table} has {self._rows()} rows, not 1 (changed by hand?); "
+                f"claims cannot be made safely. Drop it; the next run makes it again: {ddl}"
+            )
+
+    @on_ledger_thread
+    def acquire(self, wait: float) -> None:
+        """Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go;
+        :class:`LedgerBusyError` when it does not. Renewed by a heartbeat until :meth:`release`."""
+        started = time.monotonic()
+        told = False
+        while True:
+            fresh = self._seen is None  # ensure_table's reading may be old by now: only trust it if free
+            holder, self._seen = self._seen or self.db.retry(lambda: self.lease.read(self.db.conn)), None
+            if holder is None:
+                raise LedgerWriteError(f"the lease table {self.table} does not have exactly one row")
+            if holder.owner == self.lease.owner and not holder.free:
+                self.lease.adopt(holder)  # our acquisition landed although the driver reported an error
+                break
+            if holder.free:
+                if self.db.retry(lambda h=holder: self.lease.try_acquire(self.db.conn, h)):  # type: ignore[misc]
+                    break
+                continue  # it changed since it was read (another run took it first): read it again
+            if not fresh:
+                continue
+            waited = time.monotonic() - started
+            if waited >= wait:
+                raise LedgerBusyError(self.ledger_name, holder, waited)
+            if not told:
+                log.info(
+                    "Ledger %s is being worked by another run (%s, lease until %s); waiting up to %.0f s",
+                    self.ledger_name,
+                    holder.owner,
+                    holder.until(),
+                    wait,
+                )
+                told = True
+            self.db.sleep(min(2.0, max(wait - waited, 0.01)))
+        if told:
+            log.info(
+                "Ledger %s: the lease is this run's now (after %.1f s)",
+                self.ledger_name,
+                time.monotonic() - started,
+            )
+        self._beating.set()
+        threading.Thread(target=self._heartbeat, name="gong-ledger-lease", daemon=True).start()
+
+    @on_ledger_thread
+    def release(self) -> None:
+        """Let the next run have the ledger now (else it waits until the lease expires)."""
+        self._beating.clear()
+        try:
+            self.lease.release(self.db.conn)
+        except Exception as exc:  # it expires on its own; the next run waits at most that long
+            self.db.rollback()
+            log.warning("Could not release the lease on %s (it expires by itself): %s", self.table, exc)
+
+    def stop_heartbeat(self) -> None:
+        """As if this process had stopped (tests of a lapsed lease)."""
+        self._beating.clear()
+
+    def _heartbeat(self) -> None:
+        """Renew the lease every quarter of its length while the run lives, whatever it is doing (a
+        long wait for Gong's quota must not let it lapse)."""
+        interval = self.lease.seconds / 4
+        while self._beating.is_set():
+            time.sleep(min(interval, 1.0))
+            if not self._beating.is_set():
+                return
+            if self.lease.left() > self.lease.seconds - interval:
+                continue  # renewed less than a quarter of the lease ago
+            try:
+                self.db.submit(self._renew).result()
+            except GongLeaseLostError as exc:
+                log.error("Ledger %s: %s", self.ledger_name, exc)
+                return
+            except RuntimeError:
+                return  # the ledger is closed
+            except Exception as exc:
+                log.warning("Ledger %s: could not renew the lease (%s); trying again", self.ledger_name, exc)
+
+    def _renew(self) -> None:
+        begin(self.db.conn, self.db.kind)
+        try:
+            self.lease.renew(self.db.conn)
+            self.db.conn.commit()
+        except GongLeaseLostError:
+            self.db.rollback()
+            self._beating.clear()
+            raise
+        except Exception:
+            self.db.rollback()
+            raise
+
+    def check(self) -> None:
+        """Before each Gong call: the lease must still be this run's by its own clock, with a quarter of
+        it to spare (the margin covers the hosts' clock skew). Otherwise stop: another run may have
+        taken it over."""
+        if self.lease.left() < self.lease.seconds / 4:
+            raise GongLeaseLostError(
+                f"this run's lease on {self.table} has not been renewed for "
+                f"{self.lease.seconds - self.lease.left():.0f} s (of {self.lease.seconds:.0f}); another run "
+                "may have taken over. Stopping before the next Gong call."
+            )
+
+    def _rows(self) -> int | None:
+        try:
+            _, rows, _ = self.db.execute(f"SELECT COUNT(*) FROM {self.table}")
+        except Exception:
+            self.db.rollback()
+            return None
+        self.db.rollback()
+        return int(rows[0][0])

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from airflow_provider_gong.exceptions import GongLeaseLostError, GongLedgerError
-from airflow_provider_gong.sync.ledger import ClaimRequest, LedgerEntry, LedgerWriteError, ResultsLedger
+from airflow_provider_gong.sync.connection import LedgerWriteError
+from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.records import ClaimRequest, LedgerEntry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

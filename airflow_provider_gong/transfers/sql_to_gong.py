@@ -5,14 +5,24 @@ the summary; the protocol itself (source -> plan -> claim -> call -> record) liv
 :mod:`airflow_provider_gong.sync`. Every meeting goes through the same
 :class:`~airflow_provider_gong.meetings.Meeting` model and
 :class:`~airflow_provider_gong.hooks.gong.GongHook` as the single-meeting operator.
+
+Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
+older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
+meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
+fingerprint, organizer_email, end_time, action``. A row is
+sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
+runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
+rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
+and never re-post ``pending`` rows (their create may have reached Gong): those are reported for
+reconciliation. One bad row never stops the others; authentication, permission and quota
+problems stop the batch (every later row would fail the same way) and fail the task so Airflow
+can retry it. Task-level problems (unknown timezone, unusable Gong connection, missing source or
+column) fail the task before any row is touched. Rows with a NULL, duplicated or over-long key
+are reported and counted as failed, never sent.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import socket
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,20 +33,26 @@ from airflow_provider_gong.deferral import default_deferrable, defer_for_quota, 
 from airflow_provider_gong.exceptions import (
     GongBatchRowErrors,
     GongRateLimitError,
-    GongSyncGuardError,
     GongValidationError,
 )
-from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, DELETE, REQUIRED_COLUMNS, SYNC_MODES
+from airflow_provider_gong.sync.guard import DeleteGuard
+from airflow_provider_gong.sync.guard import max_deletes as _max_deletes
+from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, SYNC_MODES
+from airflow_provider_gong.sync.progress import IDLE, log_quota, problems, so_far
 
 # DAG files import this module on every parse: the hook (requests), the rules (pydantic, email-validator),
 # common-sql's hooks and the sync runner are imported in execute(), where they are used
 # (tests/unit/test_lazy_imports.py keeps it that way).
 if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import Context
 
+    from airflow_provider_gong.hooks.gong import GongHook
     from airflow_provider_gong.lineage import Lineage
     from airflow_provider_gong.rules import MeetingLimits
-    from airflow_provider_gong.sync.run import BatchRun
+    from airflow_provider_gong.sync.ledger import ResultsLedger
+    from airflow_provider_gong.sync.progress import BatchProgress
+    from airflow_provider_gong.sync.run import BatchOptions, BatchRun
 
 
 __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
@@ -47,19 +63,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
     ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when a row
     changed, DELETE when it is cancelled or, in mirror mode, gone).
 
-    Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
-    older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
-    meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
-    fingerprint, organizer_email, end_time, action``. A row is
-    sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
-    runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
-    rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,
-    and never re-post ``pending`` rows (their create may have reached Gong): those are reported for
-    reconciliation. One bad row never stops the others; authentication, permission and quota
-    problems stop the batch (every later row would fail the same way) and fail the task so Airflow
-    can retry it. Task-level problems (unknown timezone, unusable Gong connection, missing source or
-    column) fail the task before any row is touched. Rows with a NULL, duplicated or over-long key
-    are reported and counted as failed, never sent.
+    How a row travels, what the ledger holds and which problems fail what: see this module's docstring.
 
     :param sql_conn_id: any common-sql connection (templated).
     :param table: source table, ``name`` or ``schema.name`` (templated). Or give ``sql``.
@@ -159,46 +163,21 @@ class SqlToGongMeetingsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if "{{" not in str(sync_mode):  # templated values are checked when rendered
-            _sync_mode(sync_mode)
-        if "{{" not in str(max_deletes):
-            _max_deletes(max_deletes)
-        self.sync_mode = sync_mode
-        self.dry_run = dry_run
-        self.max_deletes = max_deletes
+        _check_arguments(
+            sync_mode, max_deletes, columns, page_size, claim_window, lease_seconds, lease_wait_seconds
+        )
+        self.sync_mode, self.dry_run, self.max_deletes = sync_mode, dry_run, max_deletes
         self.daily_quota = daily_quota
-        unknown = set(columns or {}) - set(DEFAULT_COLUMNS)
-        if unknown:
-            raise ValueError(
-                f"columns has unknown meeting fields {sorted(unknown)}; known: {sorted(DEFAULT_COLUMNS)}"
-            )
-        if page_size < 1:
-            raise ValueError("page_size must be >= 1")
-        self.sql_conn_id = sql_conn_id
-        self.table = table
-        self.sql = sql
+        self.sql_conn_id, self.table, self.sql = sql_conn_id, table, sql
         self.columns = {**DEFAULT_COLUMNS, **(columns or {})}
-        self.ledger_table = ledger_table
-        self.timezone = timezone
-        self.limits = limits
+        self.ledger_table, self.timezone, self.limits = ledger_table, timezone, limits
         self.gong_conn_id = gong_conn_id
         self.page_size = page_size
-        self.retry_failed = retry_failed
+        self.retry_failed, self.preflight = retry_failed, preflight
         self.fail_on_row_errors = fail_on_row_errors
-        self.preflight = preflight
-        self.progress_every_rows = progress_every_rows
-        self.progress_every_seconds = progress_every_seconds
-        self.claim_lease_seconds = claim_lease_seconds
-        if claim_window is not None and not 1 <= claim_window <= 100:
-            raise ValueError(f"claim_window must be None (automatic) or 1..100 rows, got {claim_window!r}")
-        self.claim_window = claim_window
-        if lease_seconds < 4 or lease_wait_seconds < 0:
-            raise ValueError(
-                f"lease_seconds must be >= 4 and lease_wait_seconds >= 0, got {lease_seconds!r}, "
-                f"{lease_wait_seconds!r}"
-            )
-        self.lease_seconds = lease_seconds
-        self.lease_wait_seconds = lease_wait_seconds
+        self.progress_every_rows, self.progress_every_seconds = progress_every_rows, progress_every_seconds
+        self.claim_lease_seconds, self.claim_window = claim_lease_seconds, claim_window
+        self.lease_seconds, self.lease_wait_seconds = lease_seconds, lease_wait_seconds
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._earlier: dict[str, Any] = {}  # what earlier legs of a deferred run did
         self.batch: BatchRun | None = None  # the last pass, kept for inspection in tests
@@ -215,32 +194,6 @@ class SqlToGongMeetingsOperator(BaseOperator):
             int(self._earlier.get("deferrals", 0)),
         )
         return self.execute(context)
-
-    def _log_quota(self, gong: Any, rows: int) -> int | None:
-        """Say how much of today's shared Gong budget is used and whether this run fits in the rest."""
-        try:
-            quota = gong.quota_status()
-        except Exception as exc:  # a quota store that cannot be read must not stop the batch here
-            self.log.warning("Could not read today's Gong quota (%s); going on", exc)
-            return None
-        fits = rows <= quota["left"]
-        self.log.info(
-            "Gong quota today: %d of %d calls used, %d left (resets %s). This run needs up to %d call(s) "
-            "(one per row, retries aside): %s.",
-            quota["used"],
-            quota["budget"],
-            quota["left"],
-            quota["resets_at"],
-            rows,
-            "it fits"
-            if fits
-            else (
-                "it does NOT fit; the run "
-                + ("defers" if self.deferrable else "fails")
-                + " when the budget runs out and goes on from its ledger after the reset"
-            ),
-        )
-        return int(quota["left"])
 
     def get_openlineage_facets_on_start(self) -> Lineage:
         """OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
@@ -277,171 +230,99 @@ class SqlToGongMeetingsOperator(BaseOperator):
             self.log.warning("Stop requested: the batch stops before its next row")
             self.batch.stop()
 
-    def _guard(self, plan: dict[str, Any], live: int, source_rows: int) -> str:
-        """Why this run must not go ahead ("" when it may): too many deletes, or an empty source."""
-        deletes = plan["counts"][DELETE]
-        if not deletes:
-            return ""
-        limit = self.max_deletes
-        allowed = self._allowed_deletes(live)
-        if source_rows == 0:
-            return (
-                f"the source returned no rows, so this {self.sync_mode} run would delete all {deletes} live "
-                f"meeting(s) in {self.ledger_table}. Nothing was sent. An empty source is treated as a "
-                "broken read, never as 'cancel everything'; cancel meetings with the cancelled column."
-            )
-        if deletes > allowed:
-            return (
-                f"this run would delete {deletes} of {live} live meeting(s) in {self.ledger_table} "
-                f"(cancelled or removed rows); max_deletes={limit} allows {allowed}. Nothing was sent. "
-                "Check the source (a truncated table or a failed load looks like mass cancellation), "
-                "look at the plan with dry_run=True, then raise max_deletes for one run if it is right."
-            )
-        return ""
-
-    def _allowed_deletes(self, live: int) -> int:
-        limit = _max_deletes(self.max_deletes)
-        return limit if isinstance(limit, int) else math.floor(limit * live)
-
-    def _report_plan(self, plan: dict[str, Any], guard: str) -> dict[str, Any]:
-        calls = plan["gong_calls"]
-        summary = {
-            **plan,
-            "dry_run": True,
-            "daily_quota_share": round(calls / self.daily_quota, 4),
-            "guard": guard or None,
-            "ledger_table": self.ledger_table,
-        }
-        counts = ", ".join(f"{k} {v}" for k, v in plan["counts"].items())
-        self.log.info(
-            "Dry run (%s mode): %s. It would make %d Gong call(s), %.1f%% of a %d-call daily quota. "
-            "Nothing was sent or written.",
-            self.sync_mode,
-            counts,
-            calls,
-            100.0 * calls / self.daily_quota,
-            self.daily_quota,
-        )
-        for bucket, rows in plan["samples"].items():
-            self.log.info("  %s: %s", bucket, "; ".join(f"{r['key']} ({r['reason']})" for r in rows))
-        if guard:
-            self.log.warning("A real run would stop before any call: %s", guard)
-        self.summary = summary
-        return summary
-
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-
         from airflow_provider_gong.hooks.gong import GongHook
-        from airflow_provider_gong.rules import MeetingLimits, zone
-        from airflow_provider_gong.sync.ledger import LedgerBusyError, ResultsLedger
-        from airflow_provider_gong.sync.run import BatchProgress, BatchRun
+        from airflow_provider_gong.sync.claims import claim_token
+        from airflow_provider_gong.sync.ledger import ResultsLedger
+        from airflow_provider_gong.sync.progress import BatchProgress
+        from airflow_provider_gong.sync.rows import check_columns
+        from airflow_provider_gong.sync.run import BatchRun
         from airflow_provider_gong.sync.source import SourceReader
 
         self.summary = None  # an instance run twice in one process (dag.test) must not report old counts
         # Task-level problems fail the task here, before any row is read, claimed or charged.
-        self.sync_mode = _sync_mode(self.sync_mode)
-        _max_deletes(self.max_deletes)
-        try:
-            zone(self.timezone)
-            limits = MeetingLimits.of(dict(self.limits) if isinstance(self.limits, Mapping) else self.limits)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
-            raise GongValidationError(f"{exc}") from None
-        db = BaseHook.get_hook(self.sql_conn_id)
-        if not isinstance(db, DbApiHook):
-            raise GongValidationError(
-                f"connection {self.sql_conn_id!r} is not a common-sql (DbApiHook) connection"
-            )
+        options, db = _batch_options(self), _warehouse(self.sql_conn_id)
         gong = GongHook(gong_conn_id=self.gong_conn_id)
         gong.get_conn()  # connection type, settings and credentials checked, nothing sent
         source = SourceReader(
             db, table=self.table, sql=self.sql, key=self.columns["key"], page_size=self.page_size
         )
         ledger: ResultsLedger | None = None
-        quota: GongRateLimitError | None = None
-        quota_left: int | None = None
+        dry_run = _truthy(self.dry_run)
         try:
-            names = {n.lower() for n in source.columns()}
-            missing = [
-                f"{self.columns[f]!r} ({f})" for f in REQUIRED_COLUMNS if self.columns[f].lower() not in names
-            ]
-            if missing:
-                raise GongValidationError(
-                    f"source has no column {', '.join(missing)}; columns are {sorted(names)}. "
-                    "Map them with columns={...}."
-                )
+            check_columns(source.columns(), self.columns)
             ledger = ResultsLedger(
-                db, self.ledger_table, owner=_owner(context), lease_seconds=self.lease_seconds
+                db, self.ledger_table, owner=claim_token(context), lease_seconds=self.lease_seconds
             )
-            dry_run = _truthy(self.dry_run)
-            if not dry_run:
-                ledger.ensure_table()
-                try:
-                    ledger.acquire(self.lease_wait_seconds)
-                except LedgerBusyError as busy:
-                    self.log.warning("Nothing done: %s", busy)
-                    self.summary = {
-                        "ledger_busy": True,
-                        "held_by": busy.holder.owner,
-                        "ledger_table": self.ledger_table,
-                        **_IDLE,
-                    }
-                    return self.summary
+            if not dry_run and (busy := self._take(ledger)) is not None:
+                self.summary = busy
+                return busy
             progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
-            self.log.info(
-                "%s Gong meetings (%s mode) for %d rows of %s, ledger %s (pace %.2g calls/s, claims as %s)",
-                "Planning" if dry_run else ("Creating" if self.sync_mode == CREATE_ONLY else "Syncing"),
-                self.sync_mode,
-                progress.total,
-                self.table or "query",
-                self.ledger_table,
-                gong.settings.rate_limit_per_second,
-                ledger.owner,
-            )
-            if not dry_run:
-                quota_left = self._log_quota(gong, progress.total)
-            self.batch = BatchRun(
-                source=source,
-                ledger=ledger,
-                gong=gong,
-                columns=self.columns,
-                timezone=self.timezone,
-                limits=limits,
-                retry_failed=_truthy(self.retry_failed),
-                preflight=_truthy(self.preflight),
-                progress=progress,
-                claim_lease_seconds=self.claim_lease_seconds,
-                mode=self.sync_mode,
-                claim_window=self.claim_window,
-            )
-            if dry_run or self.sync_mode != CREATE_ONLY:
-                plan = self.batch.survey()
-                live = ledger.count_live()
-                guard = self._guard(plan, live, progress.total)
-                if dry_run:
-                    return self._report_plan(plan, guard)
-                if guard:
-                    raise GongSyncGuardError(guard)
-                # The plan passed the guard; the run itself may not delete more than it allows either
-                # (rows can change between the plan and the run).
-                self.batch.delete_budget = self._allowed_deletes(live) if progress.total else 0
-            try:
-                self.batch.run()
-            except GongRateLimitError as exc:
-                if not (self.deferrable and may_defer(exc)):
-                    raise
-                quota = exc  # the run has written every outcome and handed back unused claims
-            finally:
-                self.log.info("Batch finished. %s", progress.line())
+            self._log_start(progress, gong, ledger, dry_run)
+            quota_left = None if dry_run else log_quota(self.log, gong, progress.total, self.deferrable)
+            self.batch = BatchRun(source=source, ledger=ledger, gong=gong, options=options, progress=progress)
+            if dry_run or self.sync_mode != CREATE_ONLY:  # a plan first: a dry run ends with it
+                guard = DeleteGuard(self.sync_mode, self.ledger_table, self.max_deletes)
+                self.summary = guard.hold(self.batch, dry_run=dry_run, daily_quota=self.daily_quota)
+                if self.summary is not None:
+                    return self.summary
+            quota = self._run(self.batch)
         finally:
             source.close()
             if ledger is not None:
                 ledger.close()
             gong.close()
         if quota is not None:
-            defer_for_quota(self, quota, earlier=_so_far(self._earlier, progress.summary(), deferring=True))
+            defer_for_quota(self, quota, earlier=so_far(self._earlier, progress.summary(), deferring=True))
+        return self._finish(progress, gong, quota_left)
+
+    def _take(self, ledger: ResultsLedger) -> dict[str, Any] | None:
+        """Make the ledger if absent and take its lease; the run's summary when another live run keeps
+        it past ``lease_wait_seconds``: this run then ends without touching a row."""
+        from airflow_provider_gong.sync.lease import LedgerBusyError
+
+        ledger.ensure_table()
+        try:
+            ledger.acquire(self.lease_wait_seconds)
+        except LedgerBusyError as busy:
+            self.log.warning("Nothing done: %s", busy)
+            return {
+                "ledger_busy": True,
+                "held_by": busy.holder.owner,
+                "ledger_table": self.ledger_table,
+                **IDLE,
+            }
+        return None
+
+    def _log_start(
+        self, progress: BatchProgress, gong: GongHook, ledger: ResultsLedger, dry_run: bool
+    ) -> None:
+        self.log.info(
+            "%s Gong meetings (%s mode) for %d rows of %s, ledger %s (pace %.2g calls/s, claims as %s)",
+            "Planning" if dry_run else ("Creating" if self.sync_mode == CREATE_ONLY else "Syncing"),
+            self.sync_mode,
+            progress.total,
+            self.table or "query",
+            self.ledger_table,
+            gong.settings.rate_limit_per_second,
+            ledger.owner,
+        )
+
+    def _run(self, batch: BatchRun) -> GongRateLimitError | None:
+        """Run the batch; Gong's quota spent, a deferrable run returns the error to defer on."""
+        try:
+            batch.run()
+        except GongRateLimitError as exc:
+            if not (self.deferrable and may_defer(exc)):
+                raise
+            return exc  # the run has written every outcome and handed back unused claims
+        finally:
+            self.log.info("Batch finished. %s", batch.progress.line())
+        return None
+
+    def _finish(self, progress: BatchProgress, gong: GongHook, quota_left: int | None) -> dict[str, Any]:
         summary: dict[str, Any] = {
-            **_so_far(self._earlier, progress.summary()),
+            **so_far(self._earlier, progress.summary()),
             "gong_calls": gong.calls,
             "quota_left": quota_left - gong.calls if quota_left is not None else None,
             "ledger_table": self.ledger_table,
@@ -452,92 +333,87 @@ class SqlToGongMeetingsOperator(BaseOperator):
             f"; about {summary['quota_left']} left of today's budget" if quota_left is not None else "",
         )
         self.summary = summary  # before a GongBatchRowErrors: a failed run's lineage still has its counts
-        problems = _problems(summary)
-        if problems:
+        rows = problems(summary)
+        if rows:
             self.log.warning(
-                "Rows that need attention (status/error in ledger %s): %s.", self.ledger_table, problems
+                "Rows that need attention (status/error in ledger %s): %s.", self.ledger_table, rows
             )
             if _truthy(self.fail_on_row_errors):
                 raise GongBatchRowErrors(
-                    f"{problems} (created {summary['created']} in this run); every outcome is in "
+                    f"{rows} (created {summary['created']} in this run); every outcome is in "
                     f"{self.ledger_table}. The task fails while such rows remain; "
                     "set fail_on_row_errors=False to accept them."
                 )
         return summary
 
 
-#: the counts of a run that did nothing (another run held the ledger)
-_IDLE = {
-    "rows": 0,
-    "created": 0,
-    "updated": 0,
-    "deleted": 0,
-    "failed": 0,
-    "outcome_unknown": 0,
-    "skipped_created": 0,
-    "claimed_elsewhere": 0,
-    "gong_calls": 0,
-}
+def _batch_options(op: SqlToGongMeetingsOperator) -> BatchOptions:
+    """The run's options, checked: a bad mode, limit or zone fails the task before any row is read."""
+    from airflow_provider_gong.rules import MeetingLimits, zone
+    from airflow_provider_gong.sync.run import BatchOptions
 
-#: counts that add up over the legs of a deferred run (the rest describe the last leg)
-_CUMULATIVE = ("created", "updated", "deleted")
-
-
-def _so_far(earlier: Mapping[str, Any], now: Mapping[str, Any], *, deferring: bool = False) -> dict[str, Any]:
-    """This leg's summary with the counts of earlier legs added, and how many deferrals there were."""
-    summary = dict(now)
-    for key in _CUMULATIVE:
-        summary[key] = summary.get(key, 0) + int(earlier.get(key, 0))
-    summary["deferrals"] = int(earlier.get("deferrals", 0)) + (1 if deferring else 0)
-    return summary
+    op.sync_mode = _sync_mode(op.sync_mode)
+    _max_deletes(op.max_deletes)
+    try:
+        zone(op.timezone)
+        limits = MeetingLimits.of(dict(op.limits) if isinstance(op.limits, Mapping) else op.limits)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        raise GongValidationError(f"{exc}") from None
+    return BatchOptions(
+        columns=op.columns,
+        timezone=op.timezone,
+        limits=limits,
+        retry_failed=_truthy(op.retry_failed),
+        preflight=_truthy(op.preflight),
+        claim_lease_seconds=op.claim_lease_seconds,
+        mode=op.sync_mode,
+        claim_window=op.claim_window,
+    )
 
 
-def _problems(summary: Mapping[str, Any]) -> str:
-    """The rows this run answers for that have no meeting, in words; "" when there are none."""
-    parts = []
-    if summary["failed"]:
-        bad_keys = summary["invalid_keys"] + summary["duplicate_keys"]
-        keys = f" ({bad_keys} with a NULL, duplicated or over-long key)" if bad_keys else ""
-        parts.append(f"{summary['failed']} row(s) failed in this run{keys}")
-    if summary["skipped_failed"]:
-        parts.append(
-            f"{summary['skipped_failed']} row(s) failed permanently in an earlier run (fix the data, "
-            "then run with retry_failed=True)"
+def _warehouse(conn_id: str) -> DbApiHook:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    db = BaseHook.get_hook(conn_id)
+    if not isinstance(db, DbApiHook):
+        raise GongValidationError(f"connection {conn_id!r} is not a common-sql (DbApiHook) connection")
+    return db
+
+
+def _check_arguments(
+    sync_mode: str,
+    max_deletes: int | float,
+    columns: Mapping[str, str] | None,
+    page_size: int,
+    claim_window: int | None,
+    lease_seconds: float,
+    lease_wait_seconds: float,
+) -> None:
+    """Mistakes in a DAG file fail when the DAG is parsed, not when its task runs."""
+    if "{{" not in str(sync_mode):  # templated values are checked when rendered
+        _sync_mode(sync_mode)
+    if "{{" not in str(max_deletes):
+        _max_deletes(max_deletes)
+    unknown = set(columns or {}) - set(DEFAULT_COLUMNS)
+    if unknown:
+        raise ValueError(
+            f"columns has unknown meeting fields {sorted(unknown)}; known: {sorted(DEFAULT_COLUMNS)}"
         )
-    if summary["pending_unreconciled"]:
-        parts.append(
-            f"{summary['pending_unreconciled']} row(s) are pending: the create may have reached Gong; "
-            "check Gong by externalId, then set the row to created (with its meeting_id) or failed"
+    if page_size < 1:
+        raise ValueError("page_size must be >= 1")
+    if claim_window is not None and not 1 <= claim_window <= 100:
+        raise ValueError(f"claim_window must be None (automatic) or 1..100 rows, got {claim_window!r}")
+    if lease_seconds < 4 or lease_wait_seconds < 0:
+        raise ValueError(
+            f"lease_seconds must be >= 4 and lease_wait_seconds >= 0, got {lease_seconds!r}, "
+            f"{lease_wait_seconds!r}"
         )
-    return "; ".join(parts)
 
 
 def _sync_mode(value: Any) -> str:
     if value not in SYNC_MODES:
         raise GongValidationError(f"sync_mode must be one of {', '.join(SYNC_MODES)}, got {value!r}")
     return str(value)
-
-
-def _max_deletes(value: Any) -> int | float:
-    """A count (an integer, e.g. 25) or a fraction of the live meetings (0 < f < 1, e.g. 0.1)."""
-    try:
-        number = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        number = -1.0
-    if number < 0:
-        raise GongValidationError(f"max_deletes must be a count (>= 0) or a fraction (0..1), got {value!r}")
-    return number if 0 < number < 1 else int(number)
-
-
-def _owner(context: Context | Mapping[str, Any]) -> str:
-    """This run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
-    ti = context.get("ti") if isinstance(context, Mapping) else None
-    who = "manual"
-    if ti is not None and getattr(ti, "dag_id", None):
-        map_index = getattr(ti, "map_index", -1)
-        mapped = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
-        who = f"{ti.dag_id}/{ti.task_id}{mapped}/{ti.run_id}/try{getattr(ti, 'try_number', '?')}"
-    return f"{who[:180]}@{socket.gethostname()[:40]}:{os.getpid()}/{uuid.uuid4().hex[:12]}"
 
 
 def _truthy(value: bool | str) -> bool:

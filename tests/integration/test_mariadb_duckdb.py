@@ -15,7 +15,8 @@ import pendulum
 import pytest
 from airflow.sdk import BaseHook
 
-from airflow_provider_gong.sync.ledger import ClaimRequest, ResultsLedger
+from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.records import ClaimRequest
 from tests.integration.helpers import ledger
 from tests.integration.warehouses import MARIADB_URI, duckdb_reason, mariadb_reason
 

@@ -279,19 +279,19 @@ def test_a_meeting_deleted_in_gong_is_created_again_when_its_row_changes(warehou
 def test_the_run_never_deletes_more_than_the_guard_allowed_even_if_rows_change_after_the_plan(
     warehouse, fast_gong, monkeypatch
 ):
-    from airflow_provider_gong.sync.run import BatchRun
+    from airflow_provider_gong.sync import guard
 
     seed(warehouse, demo_rows(10, bad=False))
     operator(warehouse, sync_mode="upsert").execute({})
     sql(warehouse, f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id IN (1, 2, 3)")
-    real_survey = BatchRun.survey
+    real_survey = guard.survey
 
-    def stale_survey(self, *args, **kwargs):  # the plan was made before the 3 cancellations landed
-        plan = real_survey(self, *args, **kwargs)
+    def stale_survey(batch, *args, **kwargs):  # the plan was made before the 3 cancellations landed
+        plan = real_survey(batch, *args, **kwargs)
         plan["counts"]["delete"] = 0
         return plan
 
-    monkeypatch.setattr(BatchRun, "survey", stale_survey)
+    monkeypatch.setattr(guard, "survey", stale_survey)
     mark = len(fast_gong.log)
     with pytest.raises(GongSyncGuardError, match="the most max_deletes allows"):
         operator(warehouse, sync_mode="upsert", max_deletes=1).execute({})

@@ -8,8 +8,11 @@ import time
 import pytest
 
 from airflow_provider_gong.exceptions import GongLeaseLostError
+from airflow_provider_gong.sync.connection import LedgerWriteError
 from airflow_provider_gong.sync.ddl import lease_ddl, ledger_ddl, lock_table_name
-from airflow_provider_gong.sync.ledger import ClaimRequest, LedgerBusyError, LedgerWriteError, ResultsLedger
+from airflow_provider_gong.sync.lease import LedgerBusyError
+from airflow_provider_gong.sync.ledger import ResultsLedger
+from airflow_provider_gong.sync.records import ClaimRequest
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced_off(hook):
     claim and its check before a Gong call both refuse, and it does not take the lease back itself."""
     a, b = runner(hook, "run-a"), runner(hook, "run-b")
     a.acquire(0)
-    a._beating.clear()  # run-a's heartbeat stops, as a SIGSTOPped process's would
+    a.keeper.stop_heartbeat()  # run-a's heartbeat stops, as a SIGSTOPped process's would
     hook.run("UPDATE ledger_lock SET expires_at = 0")  # ... and its lease runs out
     b.acquire(0)
     with pytest.raises(GongLeaseLostError, match="taken over"):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from airflow_provider_gong.sync.ddl import DIALECTS, LEDGER_COLUMNS, ledger_ddl, main
-from airflow_provider_gong.sync.ledger import COLUMNS
+from airflow_provider_gong.sync.records import COLUMNS
 
 
 def test_the_ddl_has_the_ledgers_columns_in_order():

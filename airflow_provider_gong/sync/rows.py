@@ -1,0 +1,117 @@
+"""A source row as the batch sees it: its ledger key, the meeting it describes (or why it describes
+none), and the facts the sync modes plan with.
+
+Validation happens once per row, here, so the plan, the preflight and the calls all see the same
+verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+
+from airflow_provider_gong.exceptions import GongValidationError
+from airflow_provider_gong.meetings import Meeting
+from airflow_provider_gong.rules import MeetingLimits
+from airflow_provider_gong.sync.plan import REQUIRED_COLUMNS, RowFacts
+from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
+
+#: values of the ``cancelled`` column that mean "cancelled" (compared case-insensitively)
+CANCELLED_VALUES = frozenset({"true", "t", "1", "yes", "y", "cancelled", "canceled"})
+
+
+@dataclass
+class SourceRow:
+    """One row: ``fields`` maps meeting fields (see ``DEFAULT_COLUMNS``) to the row's values."""
+
+    key: str
+    fields: dict[str, Any]
+    meeting: Meeting | None
+    problem: str | None  # why the row is not a valid meeting (None when it is one)
+
+    @property
+    def trackable(self) -> bool:
+        """The ledger can hold the key (VARCHAR(255))."""
+        return len(self.key) <= MAX_KEY_LENGTH
+
+    @property
+    def organizer_email(self) -> Any:
+        return self.fields["organizer_email"]
+
+    def facts(self) -> RowFacts:
+        raw = self.fields.get("cancelled")
+        cancelled = str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
+        if self.meeting is None:
+            return RowFacts(cancelled=cancelled)
+        return RowFacts(
+            cancelled=cancelled,
+            over=self.meeting.end_time < pendulum.now("UTC"),
+            fingerprint=self.meeting.fingerprint(),
+            organizer_email=self.meeting.organizer_email.lower(),
+        )
+
+
+class RowReader:
+    """Turns a page of (column names, rows) into :class:`SourceRow` objects.
+
+    :param columns: meeting field -> source column.
+    """
+
+    def __init__(self, columns: Mapping[str, str], timezone: str, limits: MeetingLimits) -> None:
+        self.columns = dict(columns)
+        self.timezone = timezone
+        self.limits = limits
+
+    def read(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[SourceRow]:
+        index = self._index(names)
+        read = []
+        for row in rows:
+            fields = {f: (row[i] if i is not None else None) for f, i in index.items()}
+            key = normalise_key(fields["key"])
+            read.append(SourceRow(key, fields, *self._validate(fields, key)))
+        return read
+
+    def _index(self, names: list[str]) -> dict[str, int | None]:
+        lower = {n.lower(): i for i, n in enumerate(names)}
+        index: dict[str, int | None] = {}
+        for fieldname, column in self.columns.items():
+            position = lower.get(column.lower())
+            if position is None and fieldname in REQUIRED_COLUMNS:
+                raise GongValidationError(
+                    f"source has no column {column!r} for {fieldname}; columns are {names}. "
+                    "Map it with columns={...}."
+                )
+            index[fieldname] = position
+        return index
+
+    def _validate(self, fields: dict[str, Any], key: str) -> tuple[Meeting | None, str | None]:
+        """The row as a Meeting, or why it cannot be one."""
+        external_id = fields["external_id"]
+        try:
+            meeting = Meeting.build(
+                start_time=fields["start_time"],
+                end_time=fields["end_time"],
+                organizer_email=fields["organizer_email"],
+                invitees=fields["invitees"],
+                title=fields["title"],
+                external_id=external_id if external_id not in (None, "") else key,
+                timezone=self.timezone,
+                limits=self.limits,
+            )
+        except GongValidationError as exc:
+            return None, str(exc)
+        return meeting, None
+
+
+def check_columns(names: list[str], columns: Mapping[str, str]) -> None:
+    """Fail the task, before any row is touched, when the source lacks a column a meeting needs."""
+    present = {n.lower() for n in names}
+    missing = [f"{columns[f]!r} ({f})" for f in REQUIRED_COLUMNS if columns[f].lower() not in present]
+    if missing:
+        raise GongValidationError(
+            f"source has no column {', '.join(missing)}; columns are {sorted(present)}. "
+            "Map them with columns={...}."
+        )
