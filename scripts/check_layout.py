@@ -34,8 +34,8 @@ MODULE_EXEMPT = {f"{PACKAGE}.testing.standin": "the Gong stand-in: one test doub
 #: dotted component after the package names the layer; the package root holds only metadata.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "_compat", "exceptions"),  # metadata, Airflow shims, the public errors
-    ("rules", "meetings", "redact", "pacing", "state", "links", "testing"),  # models and plumbing
-    ("_client", "quota", "oauth"),  # the HTTP client, what the quota and the OAuth chain keep
+    ("rules", "meetings", "pacing", "_dialect", "state", "links", "testing"),  # models and plumbing
+    ("_client", "quota", "oauth", "token_endpoint"),  # the HTTP client; what the quota and OAuth keep
     ("hooks", "deferral", "lineage"),  # Airflow's face of the client
     ("sync",),  # the batch engine
     ("operators", "transfers"),  # what DAGs use
