@@ -30,12 +30,15 @@ FUNCTION_LINES = 60
 #: Modules allowed past MODULE_LINES, each with its reason.
 MODULE_EXEMPT = {f"{PACKAGE}.testing.standin": "the Gong stand-in: one test double, read as a whole"}
 
-#: Layers, lowest first. A module may import its own layer (no cycles) and any layer below it. The first
-#: dotted component after the package names the layer; the package root holds only metadata.
+#: Layers, lowest first. A module may import its own layer (no cycles) and any layer below it. A module's
+#: layer is that of the longest entry naming it: ``_client.retry`` sits below ``quota``, the rest of
+#: ``_client`` above it. The package root ("") holds only metadata.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "_compat", "exceptions"),  # metadata, Airflow shims, the public errors
     ("rules", "meetings", "pacing", "_dialect", "state", "links", "testing"),  # models and plumbing
-    ("_client", "quota", "oauth", "token_endpoint"),  # the HTTP client; what the quota and OAuth keep
+    ("_client.transport", "_client.retry", "_client.redact", "_client.errors"),  # HTTP plumbing
+    ("quota", "oauth", "token_endpoint"),  # what the quota and the OAuth chain keep
+    ("_client",),  # settings, auth and the client that composes them
     ("hooks", "deferral", "lineage"),  # Airflow's face of the client
     ("sync",),  # the batch engine
     ("operators", "transfers"),  # what DAGs use
@@ -57,11 +60,12 @@ def module_name(root: Path, path: Path) -> str:
 
 
 def layer_of(module: str) -> int | None:
-    parts = module.split(".")
-    head = parts[1] if len(parts) > 1 else ""
-    for rank, names in enumerate(LAYERS):
-        if head in names:
-            return rank
+    parts = module.split(".")[1:]
+    for depth in range(len(parts), -1, -1):
+        prefix = ".".join(parts[:depth])
+        for rank, names in enumerate(LAYERS):
+            if prefix in names and (depth or not parts):
+                return rank
     return None
 
 

@@ -81,7 +81,7 @@ def test_upward_imports_and_cycles_are_breaches_even_when_lazy(layout: ModuleTyp
     )
     breaches = layout.check(root).breaches
     assert (
-        "upward import: airflow_provider_gong.oauth (layer 2) -> airflow_provider_gong.hooks.gong (layer 3)"
+        "upward import: airflow_provider_gong.oauth (layer 3) -> airflow_provider_gong.hooks.gong (layer 5)"
         in (breaches)
     )
     assert "import cycle: airflow_provider_gong.hooks.gong <-> airflow_provider_gong.oauth" in breaches
@@ -113,3 +113,22 @@ def test_main_exits_non_zero_on_a_breach(
     assert "BREACH module airflow_provider_gong.meetings: 500 lines" in capsys.readouterr().out
     make_tree(tmp_path, {"meetings.py": "x = 1\n"})
     assert layout.main(["--root", str(root)]) == 0
+
+
+def test_the_client_plumbing_sits_below_quota_and_the_client_above_it(
+    layout: ModuleType, tmp_path: Path
+) -> None:
+    root = make_tree(
+        tmp_path,
+        {
+            "_client/__init__.py": "",
+            "_client/retry.py": "from airflow_provider_gong import quota\n",
+            "_client/client.py": "from airflow_provider_gong import quota\n",
+            "quota.py": "from airflow_provider_gong._client import retry\n",
+        },
+    )
+    assert layout.check(root).breaches == [
+        "upward import: airflow_provider_gong._client.retry (layer 2) -> "
+        "airflow_provider_gong.quota (layer 3)",
+        "import cycle: airflow_provider_gong._client.retry <-> airflow_provider_gong.quota",
+    ]
