@@ -23,6 +23,7 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/check_layout.py
 
 # mypy --strict on the package (settings in pyproject.toml's [tool.mypy]; tests/ are not checked).
 typecheck: install
