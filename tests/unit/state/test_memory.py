@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-import pytest
-
 from airflow_provider_gong.state import MemoryStore, Moment, Row, Table
 from tests.unit.state.counter import COUNTER, increment, read
 
@@ -18,18 +16,6 @@ def test_the_result_and_the_moment_come_back_and_none_writes_nothing():
     assert store.transact("k", increment(), labels=("l",)) == (1, Moment(0.0, 1e9))
     assert store.transact("k", read, labels=("l",)) == (1, Moment(1.0, 1e9))
     assert store.transact("other", read, labels=("l",))[0] == 0  # keys are separate
-
-
-def test_a_change_that_raises_leaves_the_record_as_it_was():
-    store = MemoryStore(COUNTER)
-    store.transact("k", increment(), labels=("l",))
-
-    def fails(n, moment):
-        raise RuntimeError("no")
-
-    with pytest.raises(RuntimeError):
-        store.transact("k", fails, labels=("l",))
-    assert store.transact("k", read, labels=("l",))[0] == 1
 
 
 def test_threads_never_lose_an_update():

@@ -26,18 +26,6 @@ def test_rows_are_written_as_the_table_says(tmp_path):
     assert store.name == f"local ({path})"
 
 
-def test_a_change_that_raises_is_rolled_back(tmp_path):
-    store = SQLiteStore(COUNTER, tmp_path / "s.sqlite3")
-    store.transact("k", increment(), labels=("l",))
-
-    def writes_then_fails(n, moment):
-        raise RuntimeError("no")
-
-    with pytest.raises(RuntimeError):
-        store.transact("k", writes_then_fails, labels=("l",))
-    assert store.transact("k", read, labels=("l",))[0] == 1
-
-
 def test_the_write_lock_is_held_while_the_change_runs(tmp_path):
     """``BEGIN IMMEDIATE``: no other connection can start a write between this read and its commit."""
     path = tmp_path / "s.sqlite3"
