@@ -1,4 +1,5 @@
-"""Apache Airflow provider for Gong's Meetings API.
+"""
+Apache Airflow provider for Gong's Meetings API.
 
 Kept import-light on purpose: Airflow imports every provider's ``get_provider_info`` while it starts,
 so this module must not import Airflow, requests or the hook.
@@ -127,7 +128,8 @@ _CONN_FIELDS: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+    """
+    Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
 
     The connection form is declarative (``conn-fields`` / ``ui-field-behaviour``): Airflow 3.2+ renders
     only declared fields.

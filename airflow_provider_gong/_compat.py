@@ -1,4 +1,5 @@
-"""Every difference between the Airflow versions this provider supports (3.1, 3.2, 3.3), in one place.
+"""
+Every difference between the Airflow versions this provider supports (3.1, 3.2, 3.3), in one place.
 
 The rest of the package imports from here instead of guessing where Airflow keeps things. Each entry
 detects the feature itself (``try``/``except ImportError``), never the version string, so a backport or
@@ -47,7 +48,8 @@ __all__ = [
 
 
 def task_state_store(context: Mapping[str, Any]) -> Any | None:
-    """The task instance's ``task_state_store`` (Airflow >= 3.3), or None where Airflow has none.
+    """
+    The task instance's ``task_state_store`` (Airflow >= 3.3), or None where Airflow has none.
 
     Its interface is ``get(key)``, ``set(key, value)`` and ``delete(key)``; values survive task retries.
     """
@@ -56,8 +58,10 @@ def task_state_store(context: Mapping[str, Any]) -> Any | None:
 
 @functools.cache
 def has_task_state_store() -> bool:
-    """Whether this Airflow gives tasks a ``task_state_store`` (3.3+). For logs, docs and tests; the
-    operator itself just looks in its context (:func:`task_state_store`)."""
+    """
+    Whether this Airflow gives tasks a ``task_state_store`` (3.3+). For logs, docs and tests; the
+    operator itself just looks in its context (:func:`task_state_store`).
+    """
     try:
         from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
     except ImportError:
@@ -67,7 +71,8 @@ def has_task_state_store() -> bool:
 
 @functools.cache
 def has_declarative_connection_form() -> bool:
-    """Whether Airflow builds the connection form from ``get_provider_info()`` (3.2+).
+    """
+    Whether Airflow builds the connection form from ``get_provider_info()`` (3.2+).
 
     Airflow 3.1 ignores the ``conn-fields`` and ``ui-field-behaviour`` blocks and asks the hook class
     (``get_ui_field_behaviour``) instead. Detected by the hook the 3.2 ProvidersManager gained for it.
@@ -78,7 +83,8 @@ def has_declarative_connection_form() -> bool:
 
 
 def hook_ui_field_behaviour() -> dict[str, Any]:
-    """``get_provider_info()``'s ``ui-field-behaviour`` in the shape Airflow 3.1 asks the hook for
+    """
+    ``get_provider_info()``'s ``ui-field-behaviour`` in the shape Airflow 3.1 asks the hook for
     (``GongHook.get_ui_field_behaviour``: snake_case keys), so both forms come from one declaration.
 
     3.1 has no ``conn-fields`` counterpart without Flask-AppBuilder widgets: there the extras (auth type,
@@ -96,7 +102,8 @@ def hook_ui_field_behaviour() -> dict[str, Any]:
 
 
 def __getattr__(name: str) -> Any:
-    """``from airflow_provider_gong._compat import DagBag``: Airflow's ``DagBag``, imported on first use
+    """
+    ``from airflow_provider_gong._compat import DagBag``: Airflow's ``DagBag``, imported on first use
     (``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` on 3.1).
 
     Lazy because only the demo and the tests load DAG files themselves; DAG files that import the

@@ -1,5 +1,7 @@
-"""Which database a common-sql hook talks to: asked by the state layer (is this PostgreSQL?) and by the
-batch engine (how to quote, cast and connect), so it lives below both."""
+"""
+Which database a common-sql hook talks to: asked by the state layer (is this PostgreSQL?) and by the
+batch engine (how to quote, cast and connect), so it lives below both.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deferral: wait out Gong's quota in the triggerer instead of failing (or holding a worker slot).
+"""
+Deferral: wait out Gong's quota in the triggerer instead of failing (or holding a worker slot).
 
 Gong's daily quota, once spent, answers 429 with a Retry-After of hours. Failing the task hands the
 wait to Airflow's retries, which know nothing of it; sleeping holds a worker slot for hours. A
@@ -54,9 +55,11 @@ def defer_for_quota(task: BaseOperator, exc: GongRateLimitError, **kwargs: Any) 
 
 
 def call_or_defer(task: BaseOperator, deferrable: bool, call: Callable[[], T]) -> T:
-    """Run an idempotent Gong call (a PUT, a DELETE); when Gong's quota is spent and ``deferrable``,
+    """
+    Run an idempotent Gong call (a PUT, a DELETE); when Gong's quota is spent and ``deferrable``,
     defer ``task`` until it allows calls again. Its ``execute_complete`` then runs ``execute`` again:
-    the 429 changed nothing, and the call may be repeated anyway."""
+    the 429 changed nothing, and the call may be repeated anyway.
+    """
     from airflow_provider_gong.exceptions import GongRateLimitError
 
     try:

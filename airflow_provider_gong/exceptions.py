@@ -1,4 +1,5 @@
-"""Errors raised by the Gong provider.
+"""
+Errors raised by the Gong provider.
 
 Every error derives from :class:`GongError`, so callers can catch one root. Errors that no retry can
 fix (bad input, 400/401/403/404/409, and a create whose outcome is unknown) also derive from
@@ -17,7 +18,8 @@ from airflow_provider_gong._compat import AirflowException, AirflowFailException
 
 
 class GongError(AirflowException):
-    """Root of all Gong errors.
+    """
+    Root of all Gong errors.
 
     :param message: what went wrong and what to do about it.
     :param status: HTTP status, when Gong answered.
@@ -66,9 +68,11 @@ class GongError(AirflowException):
         return " ".join(parts)
 
     def redact(self, redact: Callable[[Any], Any]) -> GongError:
-        """Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong._client.
+        """
+        Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong._client.
         redact.Redactor`) and re-render the message; returns self. Gong's answer, or a proxy's, can echo the
-        request, credentials included."""
+        request, credentials included.
+        """
         self.message = redact(self.message)
         self.request_id = redact(self.request_id)
         self.errors = [redact(e) for e in self.errors]
@@ -79,8 +83,10 @@ class GongError(AirflowException):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary, e.g. for a results ledger. Raised by the hook, it holds no credential:
-        the hook redacts every field first."""
+        """
+        A JSON-safe summary, e.g. for a results ledger. Raised by the hook, it holds no credential:
+        the hook redacts every field first.
+        """
         return {
             "type": type(self).__name__,
             "message": str(self),
@@ -135,7 +141,8 @@ class GongRateLimitError(GongError):
 
 
 class GongQuotaExhaustedError(GongRateLimitError):
-    """The day's call budget for the Gong account (connection extra ``daily_quota``) is spent.
+    """
+    The day's call budget for the Gong account (connection extra ``daily_quota``) is spent.
 
     Raised before any call, by the limiter every task of the account shares, instead of sleeping
     until the budget resets (hours). ``retry_after`` is the seconds until it resets (UTC midnight) and
@@ -164,12 +171,15 @@ class GongServerError(GongError):
 
 
 class GongConnectionError(GongError):
-    """The request never reached Gong (DNS, refused, connect timeout) or, for safe calls, the answer
-    never came back."""
+    """
+    The request never reached Gong (DNS, refused, connect timeout) or, for safe calls, the answer
+    never came back.
+    """
 
 
 class GongMeetingMayExistError(GongPermanentError):
-    """A create request reached Gong but its answer was lost (read timeout, dropped connection, 5xx).
+    """
+    A create request reached Gong but its answer was lost (read timeout, dropped connection, 5xx).
 
     Gong documents no idempotency key, so the meeting may or may not exist. Re-sending could create
     a duplicate; this error is permanent so that neither the hook nor Airflow re-sends it. Reconcile
@@ -205,7 +215,8 @@ def error_from_response(
     retryable: bool = False,
     note: str = "",
 ) -> GongError:
-    """Build the typed error for a non-2xx answer from Gong.
+    """
+    Build the typed error for a non-2xx answer from Gong.
 
     :param status: the HTTP status.
     :param body: the decoded JSON body, or None / anything else when Gong sent none.
@@ -248,30 +259,40 @@ def error_from_response(
 
 
 class GongBatchRowErrors(GongPermanentError):
-    """A batch finished, every outcome is in the ledger, and some rows failed or await
-    reconciliation. Retrying the task would not change them, so it is permanent."""
+    """
+    A batch finished, every outcome is in the ledger, and some rows failed or await
+    reconciliation. Retrying the task would not change them, so it is permanent.
+    """
 
 
 class GongSyncGuardError(GongPermanentError):
-    """A sync run would delete more meetings than ``max_deletes`` allows (or every meeting, from an
-    empty source). Raised before any Gong call; nothing was changed."""
+    """
+    A sync run would delete more meetings than ``max_deletes`` allows (or every meeting, from an
+    empty source). Raised before any Gong call; nothing was changed.
+    """
 
 
 class GongBatchStoppedError(GongError):
-    """The batch was asked to stop (Airflow's SIGTERM calls ``on_kill``). It stopped between two rows,
+    """
+    The batch was asked to stop (Airflow's SIGTERM calls ``on_kill``). It stopped between two rows,
     wrote every outcome it had and handed back the rows it had claimed but not sent; a retry goes on
-    where it stopped."""
+    where it stopped.
+    """
 
 
 class GongLeaseLostError(GongError):
-    """The batch's lease on its ledger lapsed (the run went longer than ``lease_seconds`` without
+    """
+    The batch's lease on its ledger lapsed (the run went longer than ``lease_seconds`` without
     renewing it, e.g. a paused process or an unreachable warehouse) and another run may hold it now.
-    The run stopped before its next Gong call; a retry waits for the lease and goes on from the ledger."""
+    The run stopped before its next Gong call; a retry waits for the lease and goes on from the ledger.
+    """
 
 
 class GongLedgerError(GongError):
-    """The batch could not write a row's outcome to the ledger, even after retries. The message
-    names the row and what to write by hand (for a created row: its meeting ID and URL)."""
+    """
+    The batch could not write a row's outcome to the ledger, even after retries. The message
+    names the row and what to write by hand (for a created row: its meeting ID and URL).
+    """
 
     def __init__(self, message: str, *, row_key: str, **kwargs: Any) -> None:
         self.row_key = row_key

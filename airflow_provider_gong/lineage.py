@@ -1,4 +1,5 @@
-"""OpenLineage for the Gong operators: which warehouse rows went to which Gong account, and how many.
+"""
+OpenLineage for the Gong operators: which warehouse rows went to which Gong account, and how many.
 
 Needs the optional extra ``airflow-provider-gong[openlineage]`` (``apache-airflow-providers-openlineage``).
 This module imports OpenLineage at module level, so nothing imports it at DAG parse time: the operators'
@@ -63,7 +64,8 @@ MEETING_FACET = "gongMeeting"
 
 @attr.define
 class GongMeetingsBatchRunFacet(RunFacet):
-    """What one run of ``SqlToGongMeetingsOperator`` did.
+    """
+    What one run of ``SqlToGongMeetingsOperator`` did.
 
     ``counts`` holds every count of the task's summary (its XCom ``return_value``), under the same keys:
     ``rows``, ``created``, ``updated``, ``deleted``, ``failed``, ``unchanged``, ``skipped_created``,
@@ -94,7 +96,8 @@ class GongMeetingRunFacet(RunFacet):
 
 
 def gong_namespace_and_name(base_url: str) -> tuple[str, str]:
-    """``(namespace, name)`` of the meetings behind a Gong API base URL.
+    """
+    ``(namespace, name)`` of the meetings behind a Gong API base URL.
 
     Built from the parsed host and port only, so a URL that carries credentials
     (``https://key:secret@host``) can never put them in a lineage event.
@@ -211,7 +214,8 @@ def batch_lineage(
     dry_run: bool,
     summary: Mapping[str, Any] | None,
 ) -> Lineage:
-    """The batch: source table/query -> Gong meetings (+ the results ledger), with the run's counts.
+    """
+    The batch: source table/query -> Gong meetings (+ the results ledger), with the run's counts.
 
     ``summary`` is the task's summary (None at start, or when the task failed before it had one).
     Each part is built on its own, so a warehouse that cannot be named still leaves the Gong output.

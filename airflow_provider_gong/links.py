@@ -15,7 +15,8 @@ MEETING_URL_KEY = "meeting_url"
 
 
 class GongMeetingLink(BaseOperatorLink):
-    """Points at the meeting URL the task pushed to XCom.
+    """
+    Points at the meeting URL the task pushed to XCom.
 
     In Airflow 3 links are resolved on the worker when the task ends, so this only reads the XCom the
     operator pushed; it never calls Gong.

@@ -1,4 +1,5 @@
-"""The meeting model: validate user input once, before any call, and build Gong's JSON body.
+"""
+The meeting model: validate user input once, before any call, and build Gong's JSON body.
 
 The single-meeting operator and the warehouse batch both go through :meth:`Meeting.build`, so a row
 in a table and an operator argument are held to the same rules and produce the same payload.
@@ -48,7 +49,8 @@ _INVITEE_KEYS = {
 
 
 def parse_invitees(value: Any) -> list[dict[str, Any]]:
-    """Accept the shapes invitees arrive in and return a list of invitee dicts.
+    """
+    Accept the shapes invitees arrive in and return a list of invitee dicts.
 
     Shapes: a list of emails; a list of ``{email, displayName, firstName, lastName}`` dicts (camelCase
     or snake_case); a JSON string of either (templated values and warehouse columns); or a string of
@@ -129,8 +131,10 @@ class Invitee(BaseModel):
 
 
 class Meeting(BaseModel):
-    """A validated, plausible meeting. Build it with :meth:`build`, which turns problems into
-    :class:`GongValidationError` naming the field; the limits are in :mod:`airflow_provider_gong.rules`."""
+    """
+    A validated, plausible meeting. Build it with :meth:`build`, which turns problems into
+    :class:`GongValidationError` naming the field; the limits are in :mod:`airflow_provider_gong.rules`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -212,7 +216,8 @@ class Meeting(BaseModel):
         limits: MeetingLimits | Mapping[str, Any] | None = None,
         now: dt.datetime | None = None,
     ) -> Meeting:
-        """Validate raw input into a Meeting.
+        """
+        Validate raw input into a Meeting.
 
         :param timezone: IANA name used to read naive start/end values (default UTC).
         :param limits: plausibility limits (default :class:`MeetingLimits`).
@@ -260,8 +265,10 @@ class Meeting(BaseModel):
         return body
 
     def fingerprint(self) -> str:
-        """A digest of what Gong holds for this meeting, blind to presentation: times in UTC, emails
-        lower-cased, invitees in any order. Equal fingerprints: nothing to update."""
+        """
+        A digest of what Gong holds for this meeting, blind to presentation: times in UTC, emails
+        lower-cased, invitees in any order. Equal fingerprints: nothing to update.
+        """
         body = self.to_payload()
         body["startTime"] = self.start_time.in_timezone("UTC").isoformat()
         body["endTime"] = self.end_time.in_timezone("UTC").isoformat()
@@ -292,7 +299,8 @@ class MeetingResult:
 
     @classmethod
     def from_response(cls, body: Any) -> MeetingResult | None:
-        """Read Gong's create answer; None when it holds no usable ``meetingId``.
+        """
+        Read Gong's create answer; None when it holds no usable ``meetingId``.
 
         Lenient about everything else on purpose: once Gong has created a meeting, its ID must reach
         the caller even if the URL or ``additionalInvitees`` come back in an odd shape (malformed

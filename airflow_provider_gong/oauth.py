@@ -1,4 +1,5 @@
-"""OAuth 2.0 for Gong: one rotating refresh token, shared safely by every task of a connection.
+"""
+OAuth 2.0 for Gong: one rotating refresh token, shared safely by every task of a connection.
 
 Gong's refresh tokens are single-use: each refresh answers a new refresh token and invalidates the
 one that was sent (gong-api.md, section 2b). Two consequences drive this module:
@@ -69,9 +70,11 @@ _KEY_INFO = b"airflow-provider-gong oauth token store v1\n"
 
 
 class GongTokenRefreshLostError(GongError):
-    """A refresh reached Gong's token endpoint but its answer was lost (timeout, dropped connection,
+    """
+    A refresh reached Gong's token endpoint but its answer was lost (timeout, dropped connection,
     5xx, unreadable body). Gong may have used up the refresh token, so it is not re-sent by the hook;
-    the task's next try will find out (success, or :class:`GongRefreshTokenError`). Not permanent."""
+    the task's next try will find out (success, or :class:`GongRefreshTokenError`). Not permanent.
+    """
 
 
 # -- what a store holds --------------------------------------------------------------------------------
@@ -79,7 +82,8 @@ class GongTokenRefreshLostError(GongError):
 
 @dataclass(frozen=True)
 class StoredToken:
-    """One token chain as a store keeps it. Times are seconds on the store's clock (epoch seconds).
+    """
+    One token chain as a store keeps it. Times are seconds on the store's clock (epoch seconds).
 
     :param blob: the secrets (refresh token, access token, API host), encrypted.
     :param expires_at: when the access token expires.
@@ -152,8 +156,10 @@ The store's clock (:attr:`~airflow_provider_gong.state.Moment.wall`) is the one 
 
 
 class MemoryTokenStore(state.MemoryStore[StoredToken | None]):
-    """Chains in this process only (``quota_backend="memory"``): every hook of the process shares
-    :data:`MEMORY`, but another process would refresh on its own and break the chain."""
+    """
+    Chains in this process only (``quota_backend="memory"``): every hook of the process shares
+    :data:`MEMORY`, but another process would refresh on its own and break the chain.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(TOKEN_TABLE, clock=clock, wall=clock)
@@ -163,7 +169,8 @@ MEMORY = MemoryTokenStore()
 
 
 class SQLiteTokenStore(state.SQLiteStore[StoredToken | None]):
-    """Chains in a SQLite file every process on the machine opens (``quota_backend="local"``).
+    """
+    Chains in a SQLite file every process on the machine opens (``quota_backend="local"``).
 
     A file of its own beside the quota file, not a table in it: SQLite locks the whole file, and a
     refresh holds the lock for an HTTP round trip, which must not stall every Gong call of the machine.
@@ -185,7 +192,8 @@ class SQLiteTokenStore(state.SQLiteStore[StoredToken | None]):
 
 
 class SqlTokenStore(state.PostgresStore[StoredToken | None]):
-    """Chains in table ``gong_oauth_token`` of a PostgreSQL database (``quota_backend="sql"``).
+    """
+    Chains in table ``gong_oauth_token`` of a PostgreSQL database (``quota_backend="sql"``).
 
     A connection of its own, not the quota store's: a refresh holds its transaction open for an HTTP
     round trip. ``timeout`` (``lock_timeout``) bounds the wait for another worker's refresh. A broken
@@ -207,7 +215,8 @@ def token_store_for(
 
 
 def chain_key(token_url: str, client_id: str, seed_refresh_token: str) -> str:
-    """The row a connection's chain lives in: ``oauth/<hash>`` of endpoint, client id and the seed.
+    """
+    The row a connection's chain lives in: ``oauth/<hash>`` of endpoint, client id and the seed.
 
     The seed is the refresh token in the connection: after it has been used once it is worthless, so
     its hash gives nothing away, and a new one (a new authorisation) is a new chain.
@@ -220,7 +229,8 @@ def chain_key(token_url: str, client_id: str, seed_refresh_token: str) -> str:
 
 
 class OAuthClient:
-    """Refresh-or-reuse of a connection's access token on a shared :class:`TokenStore`.
+    """
+    Refresh-or-reuse of a connection's access token on a shared :class:`TokenStore`.
 
     Thread-safe; one per hook. :meth:`token` is cheap while the token this client holds is valid (no
     store access); otherwise it goes to the store, where the decision and any refresh happen under the
@@ -294,8 +304,10 @@ class OAuthClient:
         return self._obtain(rejected=None)
 
     def reauthorize(self, rejected: AccessToken) -> AccessToken:
-        """Gong refused ``rejected`` (401): get another one. Refreshes only when the store still holds
-        the refused token; when another task has already replaced it, that one is used."""
+        """
+        Gong refused ``rejected`` (401): get another one. Refreshes only when the store still holds
+        the refused token; when another task has already replaced it, that one is used.
+        """
         return self._obtain(rejected=rejected.access_token)
 
     def refreshes_on_chain(self) -> int:
@@ -343,7 +355,8 @@ class OAuthClient:
     def _decide(
         self, stored: StoredToken | None, moment: Moment, rejected: str | None, refreshed: list[bool]
     ) -> tuple[StoredToken | None, tuple[AccessToken, float] | GongError]:
-        """Under the row's lock: reuse the stored access token, or refresh and store the answer.
+        """
+        Under the row's lock: reuse the stored access token, or refresh and store the answer.
 
         Returns the row to write and what :meth:`_obtain` hands out or raises after the commit. Appends
         to ``refreshed`` once Gong has rotated the refresh token: from then on a failed commit loses it.

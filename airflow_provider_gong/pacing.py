@@ -1,4 +1,5 @@
-"""Pacing: the per-second rule every Gong call is held to.
+"""
+Pacing: the per-second rule every Gong call is held to.
 
 Gong allows 3 calls/s per company by default and answers 429 with ``Retry-After`` beyond that.
 :class:`Schedule` is the per-second rule (even spacing plus a sliding-window guard), written as a pure
@@ -53,7 +54,8 @@ faster limit (only a stand-in runs that fast) bounds the older grants from the e
 
 
 class Schedule:
-    """Allow at most ``rate`` calls per second, spaced evenly, never ``rate`` + 1 in any second.
+    """
+    Allow at most ``rate`` calls per second, spaced evenly, never ``rate`` + 1 in any second.
 
     Calls are spaced 1/rate apart: Gong counts calls per second, and a burst followed by steady
     traffic could put more than ``rate`` calls into one second and earn a 429.
@@ -102,7 +104,8 @@ class Schedule:
         self.stale = max(300.0, 100 * self.interval) if self.paced else 0.0
 
     def reserve(self, due: float, granted: list[float], now: float) -> tuple[float, float, list[float]]:
-        """The next slot at or after ``now``; returns ``(slot, new due, new granted)``.
+        """
+        The next slot at or after ``now``; returns ``(slot, new due, new granted)``.
 
         :param due: when the next call is due on the even schedule.
         :param granted: the latest grant times, oldest first (not modified).
@@ -124,7 +127,8 @@ class Schedule:
         return slot, slot + self.interval, recent[-self.kept :] if self.kept else []
 
     def confirm(self, granted: list[float], slot: float, sent: float) -> list[float] | None:
-        """Record that the call for ``slot`` really goes out at ``sent`` (later than planned).
+        """
+        Record that the call for ``slot`` really goes out at ``sent`` (later than planned).
 
         Returns the new grant times, or None when the slot has already been counted on: a call
         ``depth`` later was planned from it (it has left the history), so the caller must give the

@@ -1,4 +1,5 @@
-"""One Gong quota for every task: a limiter whose state every process of a Gong account shares.
+"""
+One Gong quota for every task: a limiter whose state every process of a Gong account shares.
 
 Gong's limit is per company: 3 calls/s and 10,000 calls per day, shared by every integration. A
 limiter per hook lets every task, mapped task instance and concurrent DAG run take the full rate for
@@ -90,7 +91,8 @@ class Grant(NamedTuple):
 
 @dataclass
 class QuotaState:
-    """What every process of one account shares. Times are on the store's schedule clock
+    """
+    What every process of one account shares. Times are on the store's schedule clock
     (:attr:`~airflow_provider_gong.state.Moment.pace`).
 
     :param due: when the next call is due on the even schedule.
@@ -156,7 +158,8 @@ on one account's state in an exclusive transaction."""
 
 
 class MemoryStore(state.MemoryStore[QuotaState]):
-    """State in this process only; shared by every hook of the process when it is :data:`MEMORY`.
+    """
+    State in this process only; shared by every hook of the process when it is :data:`MEMORY`.
 
     :param clock: the schedule's clock (injectable so tests need no wall time).
     :param wall: seconds since the epoch, for the UTC day (injectable likewise).
@@ -173,7 +176,8 @@ MEMORY = MemoryStore()
 
 
 class SQLiteStore(state.SQLiteStore[QuotaState]):
-    """State in a SQLite file every process on the machine opens (``quota_backend="local"``).
+    """
+    State in a SQLite file every process on the machine opens (``quota_backend="local"``).
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock before the state is read, so two processes can
     never reserve from the same state; a process waiting for it waits up to ``timeout`` seconds
@@ -195,7 +199,8 @@ class SQLiteStore(state.SQLiteStore[QuotaState]):
 
 
 class SqlStore(state.PostgresStore[QuotaState]):
-    """State in table ``gong_quota`` of a PostgreSQL database (``quota_backend="sql"``).
+    """
+    State in table ``gong_quota`` of a PostgreSQL database (``quota_backend="sql"``).
 
     The connection comes from ``BaseHook.get_hook(conn_id)`` (a common-sql DbApiHook), one per process.
     The account's row is locked with ``SELECT ... FOR UPDATE``; the clock is the database's (see
@@ -216,13 +221,16 @@ default_quota_dir = default_state_dir
 
 
 def store_for(backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None) -> QuotaStore:
-    """The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
-    so every hook of the process shares its connection too."""
+    """
+    The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
+    so every hook of the process shares its connection too.
+    """
     return _STORES.get(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id)
 
 
 def account_key(base_url: str, *, auth_type: str, access_key: str | None, access_token: str | None) -> str:
-    """The name an account's state is kept under: ``host/hash``.
+    """
+    The name an account's state is kept under: ``host/hash``.
 
     Gong's quota belongs to the company, which the hook knows only as host + credential: host and
     access key for basic auth, host and token for bearer. The credential part is a sha256 prefix, so
@@ -239,7 +247,8 @@ def _utc(seconds: float) -> datetime.datetime:
 
 
 class QuotaLimiter:
-    """Paces and counts the calls of one Gong account on a shared :data:`QuotaStore`.
+    """
+    Paces and counts the calls of one Gong account on a shared :data:`QuotaStore`.
 
     :meth:`acquire` reserves the next slot (:class:`~airflow_provider_gong.pacing.Schedule`) and
     counts the call against the UTC day's budget in one transaction, then sleeps until the slot
@@ -286,7 +295,8 @@ class QuotaLimiter:
         return self.take().slept
 
     def take(self) -> Grant:
-        """Wait for this call's slot and return it; pass it to :meth:`sent` once the call went out.
+        """
+        Wait for this call's slot and return it; pass it to :meth:`sent` once the call went out.
 
         :raises GongQuotaExhaustedError: the day's budget is spent (nothing is reserved or slept).
         :raises GongError: the store failed; no call was made.
@@ -314,7 +324,8 @@ class QuotaLimiter:
                 return Grant(recorded, seen[-1] + (recorded - moment.pace), slept)
 
     def sent(self, grant: Grant, at: float) -> None:
-        """The call of ``grant`` was written to its connection at ``at`` (this process's clock).
+        """
+        The call of ``grant`` was written to its connection at ``at`` (this process's clock).
 
         :meth:`take` returns as the slot comes, but the request is built and written after that, by a
         process that may be starved of CPU just then (measured: up to 9-18 ms on a loaded 2-CPU
@@ -355,8 +366,10 @@ class QuotaLimiter:
         sent: float | None = None,
         seen: list[float] | None = None,
     ) -> tuple[QuotaState | None, float | None]:
-        """Move the grant ``recorded`` to ``sent`` (default: now); returns the new grant time, or None
-        when a later call was already planned from it."""
+        """
+        Move the grant ``recorded`` to ``sent`` (default: now); returns the new grant time, or None
+        when a later call was already planned from it.
+        """
         if seen is not None:
             seen.append(self._clock())
         when = moment.pace if sent is None else sent

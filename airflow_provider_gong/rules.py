@@ -1,4 +1,5 @@
-"""What counts as a plausible meeting: time window, duration, sizes, characters and email syntax.
+"""
+What counts as a plausible meeting: time window, duration, sizes, characters and email syntax.
 
 Gong documents none of these limits, and what it accepts it turns into a consent link somebody will
 email to a customer: a meeting in the year 9999, a title holding a NUL byte or an address with a hidden
@@ -37,9 +38,11 @@ _INVISIBLE = {
 
 
 class MeetingLimits(BaseModel):
-    """The plausibility limits every meeting is checked against; pass your own to an operator to widen
+    """
+    The plausibility limits every meeting is checked against; pass your own to an operator to widen
     or tighten them (``limits={"max_duration": "PT48H"}`` works too: durations accept ISO-8601 text or
-    seconds)."""
+    seconds).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -148,7 +151,8 @@ def check_text(value: str, what: str, max_length: int) -> str:
 
 
 def normalise_email(value: Any, what: str) -> str:
-    """The address Gong gets, or ValueError saying why it is not one.
+    """
+    The address Gong gets, or ValueError saying why it is not one.
 
     Checked by ``email-validator`` without DNS lookups: RFC syntax and lengths, no control, zero-width or
     bidi characters, no quoted local parts or IP-literal domains. Internationalised domains are accepted

@@ -1,4 +1,5 @@
-"""Gong's OAuth token endpoint: one refresh request, and what its answer means.
+"""
+Gong's OAuth token endpoint: one refresh request, and what its answer means.
 
 A refresh spends the refresh token it sends (Gong rotates them), so what matters most here is telling
 apart an answer that says the refresh did not happen (a typed error: safe to try again later) from one
@@ -35,9 +36,11 @@ DEFAULT_LIFETIME = 3600.0
 
 
 class GongRefreshTokenError(GongAuthError):
-    """Gong's token endpoint answered ``invalid_grant``: the refresh token was already used or has been
+    """
+    Gong's token endpoint answered ``invalid_grant``: the refresh token was already used or has been
     revoked. Only a new authorisation (a new refresh token in the connection) fixes it, so it is
-    permanent (no Airflow retries)."""
+    permanent (no Airflow retries).
+    """
 
 
 class AnswerLost(Exception):
@@ -45,7 +48,8 @@ class AnswerLost(Exception):
 
 
 class TokenEndpoint:
-    """Gong's token endpoint as one OAuth client calls it.
+    """
+    Gong's token endpoint as one OAuth client calls it.
 
     :param redact: the client's redactor; it learns tokens as they come, so an echo of any of them in
         an error body is scrubbed.
@@ -70,7 +74,8 @@ class TokenEndpoint:
         self._deadline = deadline
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
-        """One refresh, as Gong documents it: the grant in the query string and the client's
+        """
+        One refresh, as Gong documents it: the grant in the query string and the client's
         credentials as Basic auth. Returns Gong's answer (``access_token`` at least).
 
         :raises AnswerLost: Gong may have acted on it (the refresh token may be spent).
@@ -159,8 +164,10 @@ class TokenEndpoint:
 
 
 def token_lifetime(expires_in: Any) -> float:
-    """Seconds an access token is good for, from the answer's ``expires_in`` (a number, a numeric
-    string, or missing: :data:`DEFAULT_LIFETIME`)."""
+    """
+    Seconds an access token is good for, from the answer's ``expires_in`` (a number, a numeric
+    string, or missing: :data:`DEFAULT_LIFETIME`).
+    """
     try:
         seconds = float(expires_in)
     except (TypeError, ValueError):
@@ -176,8 +183,10 @@ def _json_or_none(response: requests.Response) -> Any:
 
 
 def masked_forms(secret: str) -> list[str]:
-    """The forms a secret takes in the text Airflow's masker sees: raw, and URL-encoded as it is in the
-    token request's query string (the refresh token's ``/``, ``+`` and ``=`` are escaped there)."""
+    """
+    The forms a secret takes in the text Airflow's masker sees: raw, and URL-encoded as it is in the
+    token request's query string (the refresh token's ``/``, ``+`` and ``=`` are escaped there).
+    """
     return list(dict.fromkeys([secret, quote(secret, safe=""), quote(secret, safe="").replace("%20", "+")]))
 
 
@@ -187,9 +196,11 @@ _QUERY_SECRET = re.compile(r"((?:refresh_token|access_token|code)=)[^&\s\"']+")
 
 
 class _QuerySecretFilter(logging.Filter):
-    """urllib3 logs each request line at DEBUG, query string included, and Gong wants the refresh token
+    """
+    urllib3 logs each request line at DEBUG, query string included, and Gong wants the refresh token
     in the query string. Airflow's masker covers task logs (the hook registers every token with it);
-    this covers every other handler (a script's, pytest's)."""
+    this covers every other handler (a script's, pytest's).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -1,4 +1,5 @@
-"""How a call proves who it is: Basic, Bearer, or an OAuth access token that is renewed on a 401.
+"""
+How a call proves who it is: Basic, Bearer, or an OAuth access token that is renewed on a 401.
 
 Each is a ``requests.auth.AuthBase`` set as the session's ``auth``, so the Authorization header is put on
 the request by requests itself and a netrc entry can never replace it. Basic and Bearer check their
@@ -35,8 +36,10 @@ class _HeaderAuth(AuthBase):
 
     @property
     def credential(self) -> str:
-        """The part after the scheme: what Airflow's log masker must learn (base64 of key:secret is
-        as good as the secret itself)."""
+        """
+        The part after the scheme: what Airflow's log masker must learn (base64 of key:secret is
+        as good as the secret itself).
+        """
         return self.header.split(" ", 1)[1]
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -73,7 +76,8 @@ class BearerAuth(_HeaderAuth):
 
 
 class OAuthAuth(AuthBase):
-    """An OAuth access token from Gong's token endpoint, and what to do when Gong refuses it.
+    """
+    An OAuth access token from Gong's token endpoint, and what to do when Gong refuses it.
 
     :meth:`renew` is called before the call takes its quota slot (a refresh is a round trip to Gong,
     and must not sit between the slot and the request); ``__call__`` then only puts the token held on
@@ -89,8 +93,10 @@ class OAuthAuth(AuthBase):
         self._token: AccessToken | None = None
 
     def renew(self, rejected: AccessToken | None = None) -> AccessToken:
-        """A valid token (cheap while the one held is valid); after a 401 (``rejected``), the one
-        another task stored since, or a fresh one."""
+        """
+        A valid token (cheap while the one held is valid); after a 401 (``rejected``), the one
+        another task stored since, or a fresh one.
+        """
         token = self.oauth.reauthorize(rejected) if rejected else self.oauth.token()
         self._token = token
         return token
@@ -101,7 +107,8 @@ class OAuthAuth(AuthBase):
         return request
 
     def send(self, send: Callable[[], T], redact: Callable[[Any], Any]) -> T:
-        """One call with a valid access token; after a 401, once more with another one.
+        """
+        One call with a valid access token; after a 401, once more with another one.
 
         A 401 means Gong refused the call and did nothing, so even a create may be sent again. The
         usual reason is a token that expired early or was revoked. A second 401 is final.

@@ -1,4 +1,5 @@
-"""GongClient: settings in, one paced, bounded, retried, secret-safe request path out.
+"""
+GongClient: settings in, one paced, bounded, retried, secret-safe request path out.
 
 Every call goes through :meth:`GongClient.request`: the retry policy (:mod:`.retry`) around one send,
 and each send opens its connection, takes its slot in the account's shared quota (the limiter every
@@ -32,7 +33,8 @@ from airflow_provider_gong.quota import Grant, QuotaLimiter, account_key, store_
 
 
 class GongClient:
-    """Gong's API for one set of :class:`~.settings.GongSettings`; thread-safe, one per hook.
+    """
+    Gong's API for one set of :class:`~.settings.GongSettings`; thread-safe, one per hook.
 
     :param settings: the validated connection.
     :param mask: called with every credential value before it could be logged (the hook passes
@@ -74,9 +76,11 @@ class GongClient:
 
     @cached_property
     def oauth(self) -> OAuthClient:
-        """An OAuth connection's token source: refresh-or-reuse on the token store every task of the
+        """
+        An OAuth connection's token source: refresh-or-reuse on the token store every task of the
         connection shares (the quota's backend). Every token it learns is masked and redacted before
-        it is used."""
+        it is used.
+        """
         settings = self.settings
         client_id, client_secret, refresh_token = settings.oauth_credentials()
         return OAuthClient(
@@ -117,8 +121,10 @@ class GongClient:
 
     @property
     def base_url(self) -> str:
-        """The connection's host, or for OAuth the ``api_base_url_for_customer`` that came with the
-        access token (Gong refuses the token on any other host)."""
+        """
+        The connection's host, or for OAuth the ``api_base_url_for_customer`` that came with the
+        access token (Gong refuses the token on any other host).
+        """
         settings = self.settings
         if settings.auth_type == "oauth":
             oauth = self.__dict__.get("oauth")  # never built or refreshed here: error messages read this
@@ -129,9 +135,11 @@ class GongClient:
 
     @cached_property
     def limiter(self) -> QuotaLimiter:
-        """Paces and counts the calls on state every task of the Gong account shares: the account (host
+        """
+        Paces and counts the calls on state every task of the Gong account shares: the account (host
         + credential identity), not the connection id or the task, is what Gong's quota belongs to. For
-        OAuth that is the token's API host and the client id, never the rotating access token."""
+        OAuth that is the token's API host and the client id, never the rotating access token.
+        """
         settings = self.settings
         if settings.auth_type == "oauth":
             self.oauth.token()  # the API host comes with the token
@@ -153,7 +161,8 @@ class GongClient:
             del self.__dict__["session"]
 
     def forget_connections(self) -> None:
-        """Drop the pooled connections after an answer the client could not use.
+        """
+        Drop the pooled connections after an answer the client could not use.
 
         Whatever broke the answer (a proxy, a half-closed socket) may be about to close the connection
         too; a create sent on it next could fail before Gong reads it and would then have to be
@@ -174,7 +183,8 @@ class GongClient:
         idempotent: bool = True,
         max_attempts: int | None = None,
     ) -> Any:
-        """Send one API call under the pacing and retry policy and return the decoded JSON body.
+        """
+        Send one API call under the pacing and retry policy and return the decoded JSON body.
 
         :param idempotent: False for calls that must not be repeated once Gong may have received them
             (creating a meeting). Those are retried only when Gong certainly did nothing: a 429 or a
@@ -185,7 +195,8 @@ class GongClient:
         return policy(self._send_once, method.upper(), path, json, params, idempotent)
 
     def _policy(self, max_attempts: int) -> Retrying:
-        """The retry policy for ``max_attempts``, built once per client instead of once per call.
+        """
+        The retry policy for ``max_attempts``, built once per client instead of once per call.
 
         Sharing one ``Retrying`` is safe: tenacity keeps each call's state in a ``RetryCallState`` of
         its own and its statistics in thread-local storage, so calls from many threads do not mix.

@@ -1,4 +1,5 @@
-"""What a failed call means, as a typed :class:`~airflow_provider_gong.exceptions.GongError`.
+"""
+What a failed call means, as a typed :class:`~airflow_provider_gong.exceptions.GongError`.
 
 The question behind every mapping is what Gong may have seen, because that decides what may be sent
 again: a call Gong refused (4xx, 429) or never received (no connection) changed nothing, so even a
@@ -48,7 +49,8 @@ def json_or_none(response: requests.Response) -> Any:
 def transport_error(
     exc: Exception, operation: str, *, idempotent: bool, base_url: str, deadline: float
 ) -> GongError:
-    """Classify a failure without an HTTP answer by what Gong may have seen.
+    """
+    Classify a failure without an HTTP answer by what Gong may have seen.
 
     Only "never sent" is safe to repeat for a create: anything else (timeouts, dropped or reset
     connections, an answer that could not be read or decoded, a blown deadline, or an error this
@@ -84,8 +86,10 @@ def transport_error(
 def status_error(
     response: requests.Response, operation: str, *, idempotent: bool, max_retry_wait: float
 ) -> GongError:
-    """The error for a non-2xx answer. A 429 is retryable when Gong's wait is within
-    ``max_retry_wait``; a 5xx to a create is "may exist"; a gateway error to anything else is retried."""
+    """
+    The error for a non-2xx answer. A 429 is retryable when Gong's wait is within
+    ``max_retry_wait``; a 5xx to a create is "may exist"; a gateway error to anything else is retried.
+    """
     status = response.status_code
     body = json_or_none(response) or {}
     if status == 429:

@@ -1,4 +1,5 @@
-"""Redaction of credentials from text that came back from the network.
+"""
+Redaction of credentials from text that came back from the network.
 
 Airflow's secrets masker covers task logs, but not exception text that ends up in a warehouse ledger,
 in ``to_dict()``, in the UI's Test-connection message or in a script outside Airflow; and a gateway or

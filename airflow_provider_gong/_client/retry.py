@@ -1,4 +1,5 @@
-"""The single retry policy every Gong call goes through, and the two facts it rests on.
+"""
+The single retry policy every Gong call goes through, and the two facts it rests on.
 
 Whether a failed call may be sent again is decided where the failure is classified (see
 :mod:`.errors`, which marks a :class:`~airflow_provider_gong.exceptions.GongError` ``retryable``); this
@@ -72,9 +73,11 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 def retrying(*, max_attempts: int, max_wait: float, sleep: Callable[[float], None] = time.sleep) -> Retrying:
-    """A tenacity policy: retry only errors marked ``retryable``; wait ``retry_after`` when Gong gave
+    """
+    A tenacity policy: retry only errors marked ``retryable``; wait ``retry_after`` when Gong gave
     one (429), else exponential backoff with jitter; give up after ``max_attempts`` and re-raise the
-    last typed error."""
+    last typed error.
+    """
     return Retrying(
         retry=retry_if_exception(_is_retryable),
         stop=stop_after_attempt(max_attempts),

@@ -1,4 +1,5 @@
-"""The one place that reads a Gong connection: its fields and extras over the defaults, validated once.
+"""
+The one place that reads a Gong connection: its fields and extras over the defaults, validated once.
 
 Extras arrive as strings from URI-form connections and as nulls from the UI form, so this is where
 numbers are coerced and empty values mean "the default"; secrets are ``SecretStr`` so that a repr or a
@@ -87,7 +88,8 @@ class GongSettings(BaseModel):
         return value.get_secret_value() if value else None
 
     def static_auth(self) -> BasicAuth | BearerAuth:
-        """The Basic or Bearer auth of a connection that carries its credential itself.
+        """
+        The Basic or Bearer auth of a connection that carries its credential itself.
 
         Built (and so checked) before any row of a batch is touched, so that a credential that cannot be
         sent fails the task once instead of every row (and never appears in requests' error text).
@@ -106,8 +108,10 @@ class GongSettings(BaseModel):
         return self.static_auth().header
 
     def oauth_credentials(self) -> tuple[str, str, str]:
-        """(client id, client secret, refresh token) of an OAuth connection, checked before any call:
-        login and password hold the OAuth app's client id and secret, the extras the refresh token."""
+        """
+        (client id, client secret, refresh token) of an OAuth connection, checked before any call:
+        login and password hold the OAuth app's client id and secret, the extras the refresh token.
+        """
         missing = [
             name
             for name, value in (
@@ -130,7 +134,8 @@ class GongSettings(BaseModel):
 
 
 def normalise_base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
-    """Accept ``us-12345.api.gong.io``, ``https://api.gong.io/``, ``http://127.0.0.1:8080/v2`` ...
+    """
+    Accept ``us-12345.api.gong.io``, ``https://api.gong.io/``, ``http://127.0.0.1:8080/v2`` ...
 
     No scheme means https (or the connection's schema field when it says http/https). A trailing
     ``/v2`` is dropped because every path the client sends starts with it.
@@ -164,7 +169,8 @@ class ConnectionFields(Protocol):
 
 
 def settings_from_connection(conn: ConnectionFields, overrides: Mapping[str, Any]) -> GongSettings:
-    """Connection fields and extras, over the defaults, under the hook's keyword overrides.
+    """
+    Connection fields and extras, over the defaults, under the hook's keyword overrides.
 
     ``auth_type`` ``auto`` (or none) picks OAuth when a refresh token is set, else Bearer when an
     access token is, else Basic.

@@ -1,4 +1,5 @@
-"""The session every Gong call goes out on, and a total deadline per call, which requests does not have.
+"""
+The session every Gong call goes out on, and a total deadline per call, which requests does not have.
 
 requests' read timeout bounds each socket read, not the call: a server (or proxy) that drip-feeds an
 answer one byte every few seconds keeps a task busy forever. :class:`DeadlineAdapter` records the
@@ -116,7 +117,8 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _Watchdog:
-    """One daemon thread that fires the calls whose deadline passed.
+    """
+    One daemon thread that fires the calls whose deadline passed.
 
     Arming a call wakes the thread only when the new deadline comes before the moment the thread
     already means to wake (``_wake_at``): waking it on every call cost a GIL hand-over and two
@@ -182,7 +184,8 @@ class DeadlineAdapter(HTTPAdapter):
         return manager
 
     def preconnect(self, session: requests.Session, url: str, *, timeout: float) -> bool:
-        """Open the connection the next call to ``url`` will use, unless one is open already.
+        """
+        Open the connection the next call to ``url`` will use, unless one is open already.
 
         The client calls this before it takes the call's slot in the shared quota, so that the slot is
         followed at once by the request itself: a new connection (TCP, TLS, a proxy's CONNECT: round
@@ -216,10 +219,12 @@ class DeadlineAdapter(HTTPAdapter):
                 pool._put_conn(conn)
 
     def _pool_for(self, session: requests.Session, url: str) -> Any:
-        """The pool requests will send ``url`` through, looked up once per pool rather than per call
+        """
+        The pool requests will send ``url`` through, looked up once per pool rather than per call
         (building a request to ask for it cost ~0.1 ms a call). :meth:`close` forgets it with the pools
         it drops (the client drops its connections after an unusable answer). The session's TLS and proxy
-        settings are read once per session (:func:`pin_environment`), so they cannot change under it."""
+        settings are read once per session (:func:`pin_environment`), so they cannot change under it.
+        """
         pools: dict[str, Any] = self.__dict__.setdefault("_preconnect_pools", {})
         pool = pools.get(url)
         if pool is None:
@@ -231,9 +236,11 @@ class DeadlineAdapter(HTTPAdapter):
         return pool
 
     def close(self) -> None:
-        """Drop every pooled connection. urllib3's ``clear()`` only forgets its pools, leaving their
+        """
+        Drop every pooled connection. urllib3's ``clear()`` only forgets its pools, leaving their
         sockets to the garbage collector; the client calls this after an answer it could not use, so
-        close them now, and forget the pool :meth:`preconnect` looked up."""
+        close them now, and forget the pool :meth:`preconnect` looked up.
+        """
         for pool in self.__dict__.pop("_preconnect_pools", {}).values():
             pool.close()
         super().close()
@@ -241,7 +248,8 @@ class DeadlineAdapter(HTTPAdapter):
     @staticmethod
     @contextlib.contextmanager
     def deadline(seconds: float) -> Iterator[_Call]:
-        """Bound the HTTP call made inside this block to ``seconds`` in total; yields the call (whose
+        """
+        Bound the HTTP call made inside this block to ``seconds`` in total; yields the call (whose
         ``sent_at`` says when its request was written out).
 
         :raises DeadlineExceeded: when the deadline fired, whether the call failed because of it or
@@ -279,7 +287,8 @@ def new_session(base_url: str, auth: AuthBase, user_agent: str) -> requests.Sess
 
 
 def pin_environment(session: requests.Session, base_url: str) -> None:
-    """Read once the proxy, CA bundle and netrc settings that requests reads on every call.
+    """
+    Read once the proxy, CA bundle and netrc settings that requests reads on every call.
 
     With ``trust_env`` on, every ``Session.request`` scans the whole environment twice for proxies and
     stats the netrc files (~0.1 ms: more than everything else the hook adds to a call). Every call of

@@ -1,4 +1,5 @@
-"""GongHook: an Airflow connection turned into a paced, retrying, secret-safe Gong API client.
+"""
+GongHook: an Airflow connection turned into a paced, retrying, secret-safe Gong API client.
 
 The hook is the Airflow side (connection, log masking, the connection form and test) and one short
 method per Gong endpoint; how a call is authenticated, paced, bounded, retried and mapped to a typed
@@ -33,7 +34,8 @@ MAX_EMAILS_PER_STATUS_CALL = 100
 
 
 class GongHook(BaseHook):
-    """Talk to Gong's Meetings API through an Airflow connection.
+    """
+    Talk to Gong's Meetings API through an Airflow connection.
 
     Every call goes through one path (:meth:`request`): the quota limiter that every task of the
     Gong account shares paces and counts it (:attr:`limiter`), a deadline bounds it, and one retry
@@ -66,8 +68,10 @@ class GongHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form's relabeled and hidden fields, for Airflow 3.1 only: 3.1 asks the hook,
-        3.2+ reads the same block from ``get_provider_info()`` and then never calls this."""
+        """
+        The connection form's relabeled and hidden fields, for Airflow 3.1 only: 3.1 asks the hook,
+        3.2+ reads the same block from ``get_provider_info()`` and then never calls this.
+        """
         from airflow_provider_gong._compat import hook_ui_field_behaviour
 
         return hook_ui_field_behaviour()
@@ -158,7 +162,8 @@ class GongHook(BaseHook):
         return self.client.calls
 
     def quota_status(self) -> dict[str, Any]:
-        """Today's use of the account's daily budget, as every task that shares it counted it (``used``,
+        """
+        Today's use of the account's daily budget, as every task that shares it counted it (``used``,
         ``budget``, ``left``, ``resets_at``), for a log line at the start of a batch. Makes no Gong call.
 
         :raises GongError: the quota store cannot be read.
@@ -192,7 +197,8 @@ class GongHook(BaseHook):
     # -- Meetings API -----------------------------------------------------------------------------
 
     def create_meeting(self, meeting: Meeting) -> MeetingResult:
-        """POST /v2/meetings. Not idempotent, so its failures come in exactly two kinds:
+        """
+        POST /v2/meetings. Not idempotent, so its failures come in exactly two kinds:
 
         - :class:`GongMeetingMayExistError`: Gong may have created the meeting (lost, late, garbled or
           5xx answer, or any error this code did not foresee). Never re-send it automatically.
@@ -220,7 +226,8 @@ class GongHook(BaseHook):
         return result
 
     def update_meeting(self, meeting_id: str | int, meeting: Meeting) -> dict[str, Any]:
-        """PUT /v2/meetings/{id} with the full meeting (a PUT replaces it).
+        """
+        PUT /v2/meetings/{id} with the full meeting (a PUT replaces it).
 
         Returns ``request_id`` and ``meeting_id``.
         """
@@ -228,7 +235,8 @@ class GongHook(BaseHook):
         return {"request_id": body.get("requestId"), "meeting_id": str(body.get("meetingId") or meeting_id)}
 
     def delete_meeting(self, meeting_id: str | int, organizer_email: str) -> bool:
-        """DELETE /v2/meetings/{id} (Gong wants the organizer in a JSON body).
+        """
+        DELETE /v2/meetings/{id} (Gong wants the organizer in a JSON body).
 
         Returns False when Gong says the meeting does not exist: deleting is idempotent.
         """
@@ -241,7 +249,8 @@ class GongHook(BaseHook):
         return True
 
     def get_integration_status(self, emails: Iterable[str]) -> list[dict[str, Any]]:
-        """POST /v2/meetings/integration/status for each <= 100 distinct emails.
+        """
+        POST /v2/meetings/integration/status for each <= 100 distinct emails.
 
         Returns Gong's per-user entries (``email``, ``exists``, ``valid``, ``userFacingError``,
         ``fixUrl``, ``helpUrl``).
@@ -255,7 +264,8 @@ class GongHook(BaseHook):
         return users
 
     def test_connection(self) -> tuple[bool, str]:
-        """One authenticated GET /v2/users; the message says what is wrong when it fails.
+        """
+        One authenticated GET /v2/users; the message says what is wrong when it fails.
 
         For OAuth, the access token is got first (reused from the token store, or refreshed), so the
         message tells a refused refresh token or client apart from a refused API call.

@@ -1,4 +1,5 @@
-"""What a create task leaves behind, so that no Airflow retry creates a meeting twice.
+"""
+What a create task leaves behind, so that no Airflow retry creates a meeting twice.
 
 Two records, for two readers. ``task_state_store`` (Airflow >= 3.3) survives the task's tries: "sending"
 before the POST, the result right after it, so a retry either returns the stored result or, finding only

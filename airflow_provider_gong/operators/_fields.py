@@ -1,4 +1,5 @@
-"""The arguments of a meeting, shared by the create and the update operator.
+"""
+The arguments of a meeting, shared by the create and the update operator.
 
 Both send a whole meeting (a PUT replaces it), so both take the same arguments and validate them by
 the same rules. Imported at DAG parse time: the meeting model is imported where it is used.

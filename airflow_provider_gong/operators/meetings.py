@@ -1,4 +1,5 @@
-"""Operators for single Gong meetings (create, update, delete, integration status). They validate
+"""
+Operators for single Gong meetings (create, update, delete, integration status). They validate
 input and delegate every call to GongHook.
 
 DAG files import this module on every parse, so it imports only what a DAG needs to build the
@@ -59,7 +60,8 @@ __all__ = [
 
 
 class GongCreateMeetingOperator(MeetingFieldsOperator):
-    """Create a Gong consent-meeting link (POST /v2/meetings).
+    """
+    Create a Gong consent-meeting link (POST /v2/meetings).
 
     Pushes XCom ``meeting_id``, ``meeting_url`` and ``gong_outcome`` (see :data:`OUTCOME_KEY`) and
     returns a dict with ``meeting_id``, ``meeting_url``, ``request_id`` and ``additional_invitees``
@@ -143,7 +145,8 @@ class GongCreateMeetingOperator(MeetingFieldsOperator):
         return self.execute(context)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
-        """OpenLineage (optional extra): this task writes to the Gong account's ``meetings`` dataset.
+        """
+        OpenLineage (optional extra): this task writes to the Gong account's ``meetings`` dataset.
 
         Called by the OpenLineage listener on success and on failure; the meeting ID comes from the XCom
         this task pushed, so a failed create reports the dataset without a count or a meeting.
@@ -239,7 +242,8 @@ class GongCreateMeetingOperator(MeetingFieldsOperator):
 
 
 class GongUpdateMeetingOperator(MeetingFieldsOperator):
-    """Replace a Gong meeting (PUT /v2/meetings/{meeting_id}) with the full meeting given here.
+    """
+    Replace a Gong meeting (PUT /v2/meetings/{meeting_id}) with the full meeting given here.
 
     A PUT is idempotent, so Airflow retries are safe. Validated like the create operator (same
     arguments, same rules); pushes XCom ``meeting_id`` and returns ``{meeting_id, request_id}``.
@@ -294,7 +298,8 @@ class GongUpdateMeetingOperator(MeetingFieldsOperator):
 
 
 class GongDeleteMeetingOperator(BaseOperator):
-    """Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}); a meeting already gone (404) counts
+    """
+    Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}); a meeting already gone (404) counts
     as deleted, so the task is idempotent and safe to retry.
 
     :param meeting_id: the Gong meeting (templated).
@@ -347,8 +352,10 @@ class GongDeleteMeetingOperator(BaseOperator):
         return self.execute(context)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
-        """OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``
-        (count 0 when Gong answered 404: it was already gone; no count when the answer is unknown)."""
+        """
+        OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``
+        (count 0 when Gong answered 404: it was already gone; no count when the answer is unknown).
+        """
         from airflow_provider_gong.lineage import meeting_lineage, pulled
 
         answer = pulled(task_instance, "return_value")
@@ -362,7 +369,8 @@ class GongDeleteMeetingOperator(BaseOperator):
 
 
 class GongMeetingIntegrationStatusOperator(BaseOperator):
-    """Ask Gong whether organizers can create meetings (POST /v2/meetings/integration/status).
+    """
+    Ask Gong whether organizers can create meetings (POST /v2/meetings/integration/status).
 
     Returns Gong's entries (``email``, ``exists``, ``valid``, ``userFacingError``, ``fixUrl``, ...).
     With ``fail_on_invalid`` the task fails, permanently, naming each organizer that is not a Gong
@@ -427,8 +435,10 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
 
 
 def _problems(emails: list[str], users: list[dict[str, Any]]) -> list[str]:
-    """One line per organizer Gong does not know or has no valid consent page, with Gong's reason and
-    fix link: what a Gong admin needs to act on."""
+    """
+    One line per organizer Gong does not know or has no valid consent page, with Gong's reason and
+    fix link: what a Gong admin needs to act on.
+    """
     by_email = {str(u.get("email", "")).lower(): u for u in users}
     problems = []
     for email in emails:

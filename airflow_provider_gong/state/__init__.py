@@ -1,4 +1,5 @@
-"""The one state layer: small records that every task of a Gong account or connection shares.
+"""
+The one state layer: small records that every task of a Gong account or connection shares.
 
 Two kinds of record live here, each described by a :class:`~.base.Table` in the module that owns it:
 the account's quota (:mod:`airflow_provider_gong.quota`) and the OAuth token chain

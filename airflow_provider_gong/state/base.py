@@ -1,4 +1,5 @@
-"""The one operation every store offers: change one keyed row while nobody else can.
+"""
+The one operation every store offers: change one keyed row while nobody else can.
 
 The quota and the OAuth token chain both keep a small record per key that several processes update:
 read it, decide, write the result, with no other process in between. That is the whole contract
@@ -19,8 +20,10 @@ Row = tuple[Any, ...]
 
 
 class Moment(NamedTuple):
-    """The store's clocks, read while the key's row is locked, so that a caller who queued for the
-    lock decides from the real now, not from when it started waiting."""
+    """
+    The store's clocks, read while the key's row is locked, so that a caller who queued for the
+    lock decides from the real now, not from when it started waiting.
+    """
 
     #: seconds on the clock schedules run on, the same for every process of the store
     pace: float
@@ -34,7 +37,8 @@ Change = Callable[[S, Moment], tuple[S | None, T]]
 
 @dataclass(frozen=True)
 class Table(Generic[S]):
-    """One kind of record as every backend keeps it: a table of one row per key.
+    """
+    One kind of record as every backend keeps it: a table of one row per key.
 
     The same description serves the SQLite file, the PostgreSQL table and the in-memory dict (which
     keeps encoded rows too, so a change can never alter the stored record by mutating what it was
@@ -61,8 +65,10 @@ class Table(Generic[S]):
     labels: tuple[str, ...] = ()
 
     def written(self, labels: Row) -> Row:
-        """``labels`` checked against the table's label columns, so that a missing one fails loudly
-        instead of shifting every column it precedes."""
+        """
+        ``labels`` checked against the table's label columns, so that a missing one fails loudly
+        instead of shifting every column it precedes.
+        """
         if len(labels) != len(self.labels):
             raise ValueError(f"table {self.name} takes labels {self.labels}, got {len(labels)} value(s)")
         return labels
@@ -79,7 +85,8 @@ class StateStore(ABC, Generic[S]):
 
     @abstractmethod
     def transact(self, key: str, change: Change[S, T], labels: Row = ()) -> tuple[T, Moment]:
-        """Run ``change(value, moment)`` while no other process or thread can touch ``key``'s row.
+        """
+        Run ``change(value, moment)`` while no other process or thread can touch ``key``'s row.
 
         ``moment`` is read from the store's clocks after the lock is held. ``change`` returns the new
         value (None: write nothing) and a result; an exception it raises rolls everything back.

@@ -1,4 +1,5 @@
-"""Which store a connection's extras choose, and one store per file or database in each process.
+"""
+Which store a connection's extras choose, and one store per file or database in each process.
 
 The quota and the OAuth token chain read the same extras (``quota_backend``, ``quota_dir``,
 ``quota_conn_id``) the same way, so that a connection keeps both kinds of state in the same place.
@@ -19,7 +20,8 @@ from airflow_provider_gong.state.base import S, StateStore
 def locate(
     backend: str, *, quota_dir: str | None, quota_conn_id: str | None, filename: str
 ) -> tuple[Literal["memory", "local", "sql"], str]:
-    """Where a connection's ``quota_backend`` extras put shared state: ``("local", absolute path of
+    """
+    Where a connection's ``quota_backend`` extras put shared state: ``("local", absolute path of
     filename in quota_dir)`` (default ``$AIRFLOW_HOME/gong_quota``), ``("sql", quota_conn_id)`` or
     ``("memory", "")``.
 
@@ -40,13 +42,16 @@ def locate(
 
 
 def default_state_dir() -> Path:
-    """``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
-    default is ``~/airflow``)."""
+    """
+    ``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
+    default is ``~/airflow``).
+    """
     return Path(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")) / "gong_quota"
 
 
 class StoreRegistry(Generic[S]):
-    """The process-wide stores of one kind of record: one per file or database, so that every hook of
+    """
+    The process-wide stores of one kind of record: one per file or database, so that every hook of
     the process shares its connection (and its thread lock) instead of opening one of its own.
 
     :param filename: the record's file in the ``local`` backend's directory.

@@ -1,4 +1,5 @@
-"""Records in a PostgreSQL table reached through an Airflow connection (``quota_backend="sql"``), for
+"""
+Records in a PostgreSQL table reached through an Airflow connection (``quota_backend="sql"``), for
 workers on several machines.
 
 PostgreSQL, not any common-sql database: the row lock (``SELECT ... FOR UPDATE``) that queues the
@@ -18,7 +19,8 @@ from airflow_provider_gong.state.base import Change, Moment, Row, S, StateStore,
 
 
 def open_postgres(conn_id: str, table: str, columns: str, *, needed_by: str) -> Any:
-    """A DB-API connection (autocommit off) to the PostgreSQL database of Airflow connection
+    """
+    A DB-API connection (autocommit off) to the PostgreSQL database of Airflow connection
     ``conn_id``, with ``table`` (``columns``: its SQL column list) in it.
 
     :param needed_by: what needs it, for the message when ``conn_id`` is not PostgreSQL (e.g.
@@ -57,7 +59,8 @@ def row_values(row: Any) -> tuple[Any, ...]:
 
 
 class PostgresStore(StateStore[S]):
-    """One table in the PostgreSQL database of Airflow connection ``conn_id``.
+    """
+    One table in the PostgreSQL database of Airflow connection ``conn_id``.
 
     The key's row is locked with ``SELECT ... FOR UPDATE``, inserted as a placeholder first if absent
     (so that two processes creating the first record queue on one row). Both clocks are the server's

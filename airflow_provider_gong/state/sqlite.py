@@ -1,4 +1,5 @@
-"""Records in a SQLite file that every process on one machine opens (``quota_backend="local"``).
+"""
+Records in a SQLite file that every process on one machine opens (``quota_backend="local"``).
 
 SQLite locks the whole file, so what one transaction holds it for decides what every other process
 waits on: each kind of record gets a file of its own. The file must be on a local disk: network file
@@ -28,7 +29,8 @@ def open_sqlite(
     synchronous: Literal["NORMAL", "FULL"],
     private: bool = False,
 ) -> sqlite3.Connection:
-    """A connection to the state file ``path`` with ``table`` (``columns``: its SQL column list)
+    """
+    A connection to the state file ``path`` with ``table`` (``columns``: its SQL column list)
     in it, in autocommit mode so that :func:`sqlite_write_lock` decides the transactions.
 
     WAL lets readers go on while one process writes; ``timeout`` is how long a process waits for
@@ -51,9 +53,11 @@ def open_sqlite(
 
 @contextlib.contextmanager
 def sqlite_write_lock(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One transaction that takes SQLite's write lock before anything is read (``BEGIN
+    """
+    One transaction that takes SQLite's write lock before anything is read (``BEGIN
     IMMEDIATE``): two processes can never both read the same state and both write a change of it.
-    Commits on success; rolls back on any exception, including a kill signal's."""
+    Commits on success; rolls back on any exception, including a kill signal's.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -65,7 +69,8 @@ def sqlite_write_lock(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 class SQLiteStore(StateStore[S]):
-    """One table in the SQLite file ``path``, locked with ``BEGIN IMMEDIATE`` for each transaction.
+    """
+    One table in the SQLite file ``path``, locked with ``BEGIN IMMEDIATE`` for each transaction.
 
     A thread lock serialises this process's threads on its one connection; a process waiting for
     another's transaction waits up to ``timeout`` seconds. One connection per process: a connection

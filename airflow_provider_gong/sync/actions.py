@@ -1,4 +1,5 @@
-"""Actions: claim -> call -> record for one row, one handler per kind of step.
+"""
+Actions: claim -> call -> record for one row, one handler per kind of step.
 
 The order is the guarantee. A row is sent only after its claim is committed and won; the outcome is
 logged the moment Gong answers (so a meeting ID survives any later failure) and then handed to the
@@ -48,7 +49,8 @@ _ROW_STATUSES = (400, 404, 409)
 
 
 class Actions:
-    """The handlers of one run. ``entries`` is the current page's ledger view: a key this run claims is
+    """
+    The handlers of one run. ``entries`` is the current page's ledger view: a key this run claims is
     marked there as this run's, so a second source row with the same key is seen as a duplicate.
 
     :param key_column: the source's key column, for messages that tell how to fix the source.

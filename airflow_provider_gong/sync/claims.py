@@ -1,4 +1,5 @@
-"""Claims: the atomic state change that makes one runner, and only one, the sender of a row.
+"""
+Claims: the atomic state change that makes one runner, and only one, the sender of a row.
 
 - only the holder of the ledger's **lease** claims (:mod:`~airflow_provider_gong.sync.lease`): one
   runner per ledger at a time; every claim statement carries the lease's fencing check;
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class Claims:
-    """This runner's claims on one ledger table.
+    """
+    This runner's claims on one ledger table.
 
     :param cols: the ledger's column names, quoted the hook's way.
     :param lookup: reads ledger entries by key (on the ledger's thread).
@@ -67,14 +69,18 @@ class Claims:
         self.collisions: dict[str, str] = {}
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str = "create") -> bool:
-        """Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
-        runner won and the claim is committed; False: another runner changed the row first."""
+        """
+        Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
+        runner won and the claim is committed; False: another runner changed the row first.
+        """
         return self.claim_many([ClaimRequest(key, entry, action)])[key]
 
     @on_ledger_thread
     def claim_many(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """Claim a window of rows in one transaction (see :meth:`_claim_window`). When the window cannot
-        go through whole (keys the ledger holds as one, a lock), each row is claimed on its own."""
+        """
+        Claim a window of rows in one transaction (see :meth:`_claim_window`). When the window cannot
+        go through whole (keys the ledger holds as one, a lock), each row is claimed on its own.
+        """
         if not requests:
             return {}
         lease = self.keeper.lease
@@ -92,9 +98,11 @@ class Claims:
         return won
 
     def _claim_window(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """One transaction: INSERT the new keys still absent, conditionally UPDATE the rest, commit;
+        """
+        One transaction: INSERT the new keys still absent, conditionally UPDATE the rest, commit;
         each statement carries the lease's fencing check. Which rows were won is told by the rowcount,
-        or by reading the tokens back; a shortfall with the lease gone is GongLeaseLostError."""
+        or by reading the tokens back; a shortfall with the lease gone is GongLeaseLostError.
+        """
         conn = self.db.conn
         begin(conn, self.db.kind)
         try:
@@ -118,10 +126,12 @@ class Claims:
         return won
 
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
-        """INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease). When
+        """
+        INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease). When
         fewer rows went in than asked, the ledger is read to tell which: a key already there is lost,
         unless it is this runner's own claim whose commit landed before an error, or the ledger holds
-        it under another spelling (a collision, see :meth:`_held`)."""
+        it under another spelling (a collision, see :meth:`_held`).
+        """
         fresh = [r for r in new if r.key not in self.collisions]
         won = {r.key: False for r in new if r.key in self.collisions}
         if not fresh:
@@ -160,8 +170,10 @@ class Claims:
         return sql, tuple(v for r in fresh for v in (r.key, r.action, self.owner, now)) + fenced
 
     def _held(self, keys: list[str]) -> dict[str, LedgerEntry]:
-        """The ledger's entries for these keys, read in the claim transaction. A key the ledger holds under
-        another spelling (its collation compares them equal) is noted in :attr:`collisions`."""
+        """
+        The ledger's entries for these keys, read in the claim transaction. A key the ledger holds under
+        another spelling (its collation compares them equal) is noted in :attr:`collisions`.
+        """
         c, ph = self._cols, self.db.ph
         columns = ("row_key", "status", "attempts", "claimed_by")
         sql = (
@@ -180,8 +192,10 @@ class Claims:
         return held
 
     def _check_collation(self, keys: list[str]) -> None:
-        """MySQL/MariaDB: a ledger in a case-insensitive collation (made by hand, or before 0.2.0) may
-        hold two keys of this window as one; then the window is undone and each row claimed alone."""
+        """
+        MySQL/MariaDB: a ledger in a case-insensitive collation (made by hand, or before 0.2.0) may
+        hold two keys of this window as one; then the window is undone and each row claimed alone.
+        """
         c, ph = self._cols, self.db.ph
         sql = (
             f"SELECT {c['row_key']} FROM {self.table} "
@@ -219,9 +233,11 @@ class Claims:
 
     @on_ledger_thread
     def release(self, requests: Sequence[ClaimRequest]) -> None:
-        """Undo claims this runner won but never acted on (the run stopped first): a new key's row goes
+        """
+        Undo claims this runner won but never acted on (the run stopped first): a new key's row goes
         away, an existing row gets back the status and error it had. Nothing was sent for these rows,
-        so they are safe to hand back; the attempt counter stays raised, which only makes it monotonic."""
+        so they are safe to hand back; the attempt counter stays raised, which only makes it monotonic.
+        """
         c, ph = self._cols, self.db.ph
         mine = f"{c['row_key']} = {ph} AND {c['claimed_by']} = {ph} AND {c['status']} = {ph}"
 

@@ -1,4 +1,5 @@
-"""The ledger's connection: one DB-API connection, used only on its own thread, with retries.
+"""
+The ledger's connection: one DB-API connection, used only on its own thread, with retries.
 
 Some drivers (sqlite3) refuse a connection from another thread, and one thread also lets the batch hand
 writes over and go on calling Gong meanwhile (see ``sync/pipeline.py``). Warehouses drop connections
@@ -35,12 +36,15 @@ class LedgerWriteError(Exception):
 
 
 class KeysCollide(Exception):
-    """The ledger holds two keys of one claim window as one (a case-insensitive collation): not worth
-    retrying as a window; each row is claimed on its own instead."""
+    """
+    The ledger holds two keys of one claim window as one (a case-insensitive collation): not worth
+    retrying as a window; each row is claimed on its own instead.
+    """
 
 
 class LedgerConnection:
-    """The connection and the thread it lives on.
+    """
+    The connection and the thread it lives on.
 
     :param name: the ledger's name, for messages.
     :param attempts: tries per step before :class:`LedgerWriteError`.
@@ -131,8 +135,10 @@ class LedgerConnection:
             ) from exc
 
     def _reconnect_if_broken(self) -> None:
-        """Between retries (on the ledger's own thread): a connection that no longer answers is
-        replaced. It is closed directly: closing the ledger would wait for this very thread."""
+        """
+        Between retries (on the ledger's own thread): a connection that no longer answers is
+        replaced. It is closed directly: closing the ledger would wait for this very thread.
+        """
         if is_alive(self.conn):
             return
         with contextlib.suppress(Exception):
@@ -145,8 +151,10 @@ class _OnConnection(Protocol):
 
 
 def on_ledger_thread(method: F) -> F:
-    """Run the method on the ledger's own thread (and wait for it), whichever thread calls it; the
-    object's ``db`` is its :class:`LedgerConnection`."""
+    """
+    Run the method on the ledger's own thread (and wait for it), whichever thread calls it; the
+    object's ``db`` is its :class:`LedgerConnection`.
+    """
 
     @functools.wraps(method)
     def wrapper(self: _OnConnection, *args: Any, **kwargs: Any) -> Any:

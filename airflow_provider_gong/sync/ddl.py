@@ -1,4 +1,5 @@
-"""The ledger's DDL in each warehouse's own types, and its lease table beside it.
+"""
+The ledger's DDL in each warehouse's own types, and its lease table beside it.
 
 One column list (``COLUMNS`` in :mod:`~airflow_provider_gong.sync.records`), written in the types each
 dialect accepts: BigQuery and Databricks have no ``VARCHAR(n)``/``TEXT`` (``STRING``), Redshift's
@@ -95,8 +96,10 @@ def _plain(name: str) -> str:
 def ledger_ddl(
     kind: str, table: str, *, primary_key: bool | None = None, quote: Callable[[str], str] = _plain
 ) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for the ledger. ``primary_key`` None: declared where enforced.
-    ``table`` comes quoted; ``quote`` quotes a column name the hook's way."""
+    """
+    ``CREATE TABLE IF NOT EXISTS`` for the ledger. ``primary_key`` None: declared where enforced.
+    ``table`` comes quoted; ``quote`` quotes a column name the hook's way.
+    """
     if primary_key is None:
         primary_key = family(kind) in ENFORCES_KEYS or kind.lower().startswith("mariadb")
     columns = []

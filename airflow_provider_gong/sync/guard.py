@@ -1,4 +1,5 @@
-"""Before any call: the plan of the whole run, what a dry run reports of it, and the guard that stops
+"""
+Before any call: the plan of the whole run, what a dry run reports of it, and the guard that stops
 a run about to delete too much.
 
 A sync run deletes meetings for cancelled rows and, in mirror mode, for rows that left the source. A
@@ -37,8 +38,10 @@ BUCKETS = ("create", "update", "delete", "replace", "unchanged", "invalid", "pen
 
 
 def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
-    """The plan of this run without acting on it: how many rows each action would touch, the first
-    few of each with the reason, and the Gong calls that makes. Reads only; writes nothing."""
+    """
+    The plan of this run without acting on it: how many rows each action would touch, the first
+    few of each with the reason, and the Gong calls that makes. Reads only; writes nothing.
+    """
     counts: Counter[str] = Counter()
     samples: dict[str, list[dict[str, str]]] = {}
 
@@ -120,9 +123,11 @@ class DeleteGuard:
         return ""
 
     def hold(self, batch: BatchRun, *, dry_run: bool, daily_quota: int) -> dict[str, Any] | None:
-        """Survey the run and hold it to the guard. A dry run returns its plan. Otherwise the run may go
+        """
+        Survey the run and hold it to the guard. A dry run returns its plan. Otherwise the run may go
         ahead (None), and may not delete more than the guard allows either (rows can change between
-        the plan and the run): :class:`GongSyncGuardError` when the plan already does."""
+        the plan and the run): :class:`GongSyncGuardError` when the plan already does.
+        """
         plan = survey(batch)
         live = batch.ledger.count_live()
         why = self.check(plan, live, batch.progress.total)

@@ -1,4 +1,5 @@
-"""The ledger's lease: one runner writes claims to a ledger at a time, on every warehouse.
+"""
+The ledger's lease: one runner writes claims to a ledger at a time, on every warehouse.
 
 Gong's quota is per company (3 calls/s), so two runners on one ledger gain nothing; one writer at a
 time costs no throughput and makes the claim safe where nothing else would (warehouses that never
@@ -59,7 +60,8 @@ class Holder:
 
 
 class Lease:
-    """This runner's side of the lease; every method runs on the ledger's own thread and connection.
+    """
+    This runner's side of the lease; every method runs on the ledger's own thread and connection.
 
     :param seconds: how long an acquisition or renewal holds without another renewal: how long a
         runner that died without a word keeps the next run waiting.
@@ -117,8 +119,10 @@ class Lease:
         return True
 
     def fence_sql(self) -> tuple[str, tuple[Any, ...]]:
-        """The fencing check, as a condition a claim statement carries (with its parameters): the
-        statement changes rows only while the lease row still names this runner and its fence."""
+        """
+        The fencing check, as a condition a claim statement carries (with its parameters): the
+        statement changes rows only while the lease row still names this runner and its fence.
+        """
         if self.fence is None:
             raise GongLeaseLostError(f"this run holds no lease on {self.table}")
         c, ph = self._c, self.ph
@@ -128,8 +132,10 @@ class Lease:
         return sql, (self.owner, self.fence)
 
     def check_held(self, conn: Any) -> None:
-        """Inside the caller's transaction (nothing is ended here): GongLeaseLostError unless the lease
-        row still names this runner and its fence."""
+        """
+        Inside the caller's transaction (nothing is ended here): GongLeaseLostError unless the lease
+        row still names this runner and its fence.
+        """
         _, params = self.fence_sql()
         c, ph = self._c, self.ph
         where = f"{c['owner']} = {ph} AND {c['fence']} = {ph}"
@@ -142,15 +148,19 @@ class Lease:
             )
 
     def adopt(self, holder: Holder) -> None:
-        """The lease row names this runner (its acquisition committed, then the driver reported an
-        error): it is this runner's, until the expiry written."""
+        """
+        The lease row names this runner (its acquisition committed, then the driver reported an
+        error): it is this runner's, until the expiry written.
+        """
         self.fence = holder.fence
         self._expiry = holder.expires_at
         self._valid_until = time.monotonic() + max(holder.expires_at - now_ms(), 0) / 1000
 
     def renew(self, conn: Any) -> None:
-        """Extend the lease, in the caller's transaction (not committed here); GongLeaseLostError if it is
-        no longer this runner's."""
+        """
+        Extend the lease, in the caller's transaction (not committed here); GongLeaseLostError if it is
+        no longer this runner's.
+        """
         if self.fence is None:
             raise GongLeaseLostError(f"this run holds no lease on {self.table}")
         c, ph = self._c, self.ph
@@ -205,8 +215,10 @@ class LedgerBusyError(Exception):
 
 
 class LeaseKeeper:
-    """The lease over a run's life: its table made if absent, taken (waiting for another run), renewed
-    by a heartbeat, checked before each call, and let go. Runs on the ledger's thread and connection."""
+    """
+    The lease over a run's life: its table made if absent, taken (waiting for another run), renewed
+    by a heartbeat, checked before each call, and let go. Runs on the ledger's thread and connection.
+    """
 
     def __init__(self, db: LedgerConnection, lease: Lease, ledger_name: str) -> None:
         self.db = db
@@ -220,9 +232,11 @@ class LeaseKeeper:
         return self.lease.table
 
     def ensure_table(self, ddl: str) -> None:
-        """The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
+        """
+        The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
         succeeds for one caller only; a ledger made by an earlier version gets it here. Read once; the
-        reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse)."""
+        reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse).
+        """
         try:
             self._seen = self.lease.read(self.db.conn)
         except Exception:  # no table yet (or not of this shape)
@@ -244,8 +258,10 @@ class LeaseKeeper:
 
     @on_ledger_thread
     def acquire(self, wait: float) -> None:
-        """Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go;
-        :class:`LedgerBusyError` when it does not. Renewed by a heartbeat until :meth:`release`."""
+        """
+        Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go;
+        :class:`LedgerBusyError` when it does not. Renewed by a heartbeat until :meth:`release`.
+        """
         started = time.monotonic()
         told = False
         while True:
@@ -299,8 +315,10 @@ class LeaseKeeper:
         self._beating.clear()
 
     def _heartbeat(self) -> None:
-        """Renew the lease every quarter of its length while the run lives, whatever it is doing (a
-        long wait for Gong's quota must not let it lapse)."""
+        """
+        Renew the lease every quarter of its length while the run lives, whatever it is doing (a
+        long wait for Gong's quota must not let it lapse).
+        """
         interval = self.lease.seconds / 4
         while self._beating.is_set():
             time.sleep(min(interval, 1.0))
@@ -332,9 +350,11 @@ class LeaseKeeper:
             raise
 
     def check(self) -> None:
-        """Before each Gong call: the lease must still be this run's by its own clock, with a quarter of
+        """
+        Before each Gong call: the lease must still be this run's by its own clock, with a quarter of
         it to spare (the margin covers the hosts' clock skew). Otherwise stop: another run may have
-        taken it over."""
+        taken it over.
+        """
         if self.lease.left() < self.lease.seconds / 4:
             raise GongLeaseLostError(
                 f"this run's lease on {self.table} has not been renewed for "

@@ -1,4 +1,5 @@
-"""The results ledger: one row per source key, in the warehouse, read and written through its own
+"""
+The results ledger: one row per source key, in the warehouse, read and written through its own
 connection.
 
 The ledger is storage: its table (made or migrated by :mod:`~airflow_provider_gong.sync.schema`),
@@ -54,7 +55,8 @@ T = TypeVar("T")
 
 
 class ResultsLedger:
-    """The ledger table, through its own DB-API connection.
+    """
+    The ledger table, through its own DB-API connection.
 
     :param owner: this runner's claim token; unique per run (see the operator).
     :param write_attempts: tries per statement before :class:`LedgerWriteError`.
@@ -119,8 +121,10 @@ class ResultsLedger:
 
     @on_ledger_thread
     def ensure_table(self) -> None:
-        """Create the table and its lease table if absent, and migrate an older ledger in place; safe
-        when runners race to do it."""
+        """
+        Create the table and its lease table if absent, and migrate an older ledger in place; safe
+        when runners race to do it.
+        """
         self._known = ensure_ledger(self.db, self.table, self.table_name, self._cols)
         self.keeper.ensure_table(lease_ddl(self.kind, self.lock_table, self._quote))
 
@@ -198,8 +202,10 @@ class ResultsLedger:
     # -- outcomes ---------------------------------------------------------------------------------
 
     def record_created(self, key: str, result: MeetingResult, state: MeetingState | None = None) -> bool:
-        """Write a created meeting under this runner's claim. False when the row is no longer this
-        runner's (someone reconciled it by hand meanwhile)."""
+        """
+        Write a created meeting under this runner's claim. False when the row is no longer this
+        runner's (someone reconciled it by hand meanwhile).
+        """
         return self._record(key, created_values(result, state))
 
     def record_updated(self, key: str, state: MeetingState, request_id: str | None) -> bool:
@@ -236,8 +242,10 @@ class ResultsLedger:
 
     @on_ledger_thread
     def record_many(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
-        """Write many rows' outcomes in one UPDATE (a CASE per column), each under this runner's claim.
-        Returns the keys that were *not* written (no longer this runner's)."""
+        """
+        Write many rows' outcomes in one UPDATE (a CASE per column), each under this runner's claim.
+        Returns the keys that were *not* written (no longer this runner's).
+        """
         if not outcomes:
             return set()
         if len(outcomes) == 1:

@@ -1,4 +1,5 @@
-"""Pipeline: the ledger's round trips overlap the Gong calls instead of standing in line with them.
+"""
+Pipeline: the ledger's round trips overlap the Gong calls instead of standing in line with them.
 
 A warehouse answers a statement in 50-500 ms; Gong allows a call every 333 ms. Writing each row's
 claim and outcome in line with its call (2 statements and 2 commits per row) caps a batch at a
@@ -56,7 +57,8 @@ class _Window:
 
 
 class LedgerPipeline:
-    """Claims ahead, outcomes behind, for one batch run over one ledger.
+    """
+    Claims ahead, outcomes behind, for one batch run over one ledger.
 
     :param window: rows per claim window; None sizes windows from the ledger's measured write time
         and ``rate`` (Gong calls per second): enough rows that a window's calls outlast the next
@@ -94,8 +96,10 @@ class LedgerPipeline:
         self._submit_next()
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str) -> bool:
-        """True when this run holds ``key`` for ``action``: claimed in its window, or now on its own
-        (a claim nobody expected, e.g. creating a row again after a delete)."""
+        """
+        True when this run holds ``key`` for ``action``: claimed in its window, or now on its own
+        (a claim nobody expected, e.g. creating a row again after a delete).
+        """
         self._raise_failed_flushes()
         slot = self._slots.get((key, action))
         if slot is None or slot[0].entry != entry:

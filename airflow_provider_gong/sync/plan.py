@@ -1,4 +1,5 @@
-"""Plan: from a source row's ledger entry, the one thing to do with the row, and why.
+"""
+Plan: from a source row's ledger entry, the one thing to do with the row, and why.
 
 Pure functions of the entry and the run's options, so the rules are stated (and tested) in one place.
 The plan is advisory: it is read from the ledger before the claim, and only the claim decides.
@@ -15,8 +16,10 @@ from airflow_provider_gong.sync.records import CREATED, DELETED, FAILED, PENDING
 
 
 class Action(str, enum.Enum):
-    """What the batch does with a row. A ``str``, so logs, the ledger's ``action`` column and the dry
-    run's counts read the same words as before there was an Enum."""
+    """
+    What the batch does with a row. A ``str``, so logs, the ledger's ``action`` column and the dry
+    run's counts read the same words as before there was an Enum.
+    """
 
     CREATE = "create"
     UPDATE = "update"
@@ -55,10 +58,12 @@ REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitee
 
 
 class Reason(str, enum.Enum):
-    """Why a row gets its step, with everything that hangs on the reason in one row of this table:
+    """
+    Why a row gets its step, with everything that hangs on the reason in one row of this table:
     what it means (logs, the README's table), the dry run's bucket for a skipped row, and the
     :class:`~airflow_provider_gong.sync.progress.BatchProgress` counter a skip adds to. The value is
-    the word logs and the dry run's samples show."""
+    the word logs and the dry run's samples show.
+    """
 
     _value_: str
     meaning: str
@@ -130,8 +135,10 @@ class Reason(str, enum.Enum):
 
     @classmethod
     def of_status(cls, status: str) -> Reason:
-        """A ledger row with no live meeting skipped for its status; an unknown status is treated with
-        the caution of "pending"."""
+        """
+        A ledger row with no live meeting skipped for its status; an unknown status is treated with
+        the caution of "pending".
+        """
         return {PENDING: cls.PENDING, FAILED: cls.FAILED, DELETED: cls.DELETED}.get(status, cls.PENDING)
 
 
@@ -161,7 +168,8 @@ def plan_row(
     mode: str = CREATE_ONLY,
     facts: RowFacts | None = None,
 ) -> Step:
-    """What to do with a row whose ledger entry is ``entry``.
+    """
+    What to do with a row whose ledger entry is ``entry``.
 
     :param owner: this run's claim token: an entry it wrote means the source holds the key twice.
     :param lease_seconds: a claim younger than this with no outcome yet is another run's call in

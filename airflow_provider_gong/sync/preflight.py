@@ -1,4 +1,5 @@
-"""Preflight: Gong's integration-status verdict on each organizer, asked once, before the creates.
+"""
+Preflight: Gong's integration-status verdict on each organizer, asked once, before the creates.
 
 An organizer who is not a Gong user, or has no valid consent page, would fail every create of theirs
 with a 4xx; asking once per organizer turns those calls into one, and the rows fail with Gong's own

@@ -1,4 +1,5 @@
-"""Progress: the run's counters, the progress line a long batch can be followed by, and the summary.
+"""
+Progress: the run's counters, the progress line a long batch can be followed by, and the summary.
 
 Every row ends in exactly one counter; the summary's keys are the words the README, the task's return
 value (XCom) and OpenLineage's run facet use, so they are spelled in one place, here.
@@ -156,8 +157,10 @@ def problems(summary: Mapping[str, Any]) -> str:
 
 
 def log_quota(log: logging.Logger | Any, gong: GongHook, rows: int, deferrable: bool) -> int | None:
-    """Say how much of today's shared Gong budget is used and whether this run fits in the rest (in the
-    task's own log, ``log``); returns the calls left today, None when the quota cannot be read."""
+    """
+    Say how much of today's shared Gong budget is used and whether this run fits in the rest (in the
+    task's own log, ``log``); returns the calls left today, None when the quota cannot be read.
+    """
     try:
         quota = gong.quota_status()
     except Exception as exc:  # a quota store that cannot be read must not stop the batch here

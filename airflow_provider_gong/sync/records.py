@@ -1,4 +1,5 @@
-"""What a ledger row holds, and what each kind of outcome writes to it.
+"""
+What a ledger row holds, and what each kind of outcome writes to it.
 
 Plain values with no database behind them, so the plan, the claims and the actions can share them
 without importing one another (and DAG files that import the plan pay for nothing heavier).
@@ -127,8 +128,10 @@ def deleted_values() -> dict[str, Any]:
 
 
 def reverted_values(error: str, kind: str) -> dict[str, Any]:
-    """An update or delete did not happen (or may not have): the row is ``created`` again as it was,
-    with the error, so the next run tries again (PUT and DELETE are safe to repeat)."""
+    """
+    An update or delete did not happen (or may not have): the row is ``created`` again as it was,
+    with the error, so the next run tries again (PUT and DELETE are safe to repeat).
+    """
     return {"status": CREATED, "error": error, "error_kind": kind, "action": None}
 
 

@@ -1,4 +1,5 @@
-"""A source row as the batch sees it: its ledger key, the meeting it describes (or why it describes
+"""
+A source row as the batch sees it: its ledger key, the meeting it describes (or why it describes
 none), and the facts the sync modes plan with.
 
 Validation happens once per row, here, so the plan, the preflight and the calls all see the same
@@ -55,7 +56,8 @@ class SourceRow:
 
 
 class RowReader:
-    """Turns a page of (column names, rows) into :class:`SourceRow` objects.
+    """
+    Turns a page of (column names, rows) into :class:`SourceRow` objects.
 
     :param columns: meeting field -> source column.
     """

@@ -1,4 +1,5 @@
-"""Run: source -> plan -> claim -> call -> record, page by page, row by row, at the hook's pace.
+"""
+Run: source -> plan -> claim -> call -> record, page by page, row by row, at the hook's pace.
 
 This module is the loop; each step lives in its own module: the rows come from
 :mod:`~airflow_provider_gong.sync.source` (read as :mod:`~airflow_provider_gong.sync.rows`), each
@@ -47,7 +48,8 @@ Page = tuple[list[SourceRow], dict[str, LedgerEntry]]
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """How a run treats its rows: the operator's arguments, checked.
+    """
+    How a run treats its rows: the operator's arguments, checked.
 
     :param columns: meeting field -> source column.
     :param claim_lease_seconds: a claim younger than this with no outcome is another run's call in flight.
@@ -234,9 +236,11 @@ class BatchRun:
         return self.plan(entries.get(row.key), row).action in (CREATE, UPDATE, REPLACE)
 
     def _claims_ahead(self, rows: list[SourceRow], entries: dict[str, LedgerEntry]) -> list[ClaimRequest]:
-        """The claims this page's rows will ask for, in order, so they can be made a window ahead.
+        """
+        The claims this page's rows will ask for, in order, so they can be made a window ahead.
         Only a forecast: a row that asks for something else is claimed on its own, and claims not
-        asked for are handed back at the page's end."""
+        asked for are handed back at the page's end.
+        """
         ahead: list[ClaimRequest] = []
         seen: set[str] = set()
         deletes = self.actions.deletes_left()
@@ -264,8 +268,10 @@ def _deletable(entry: LedgerEntry) -> bool:
 
 
 def report_key_problems(source: SourceReader, progress: BatchProgress, key_column: str) -> dict[str, int]:
-    """Rows with a NULL key and keys shared by several rows, counted (whole: keyset paging reads only
-    one row of each duplicated key) and logged, never sent; returns the duplicated keys."""
+    """
+    Rows with a NULL key and keys shared by several rows, counted (whole: keyset paging reads only
+    one row of each duplicated key) and logged, never sent; returns the duplicated keys.
+    """
     nulls, sample = source.null_keys()
     if nulls:
         progress.seen += nulls

@@ -1,4 +1,5 @@
-"""The ledger table made if absent, and an older ledger migrated in place, on any warehouse.
+"""
+The ledger table made if absent, and an older ledger migrated in place, on any warehouse.
 
 Runners may race to do it: each step checks whether a concurrent runner did it first (see
 :meth:`~airflow_provider_gong.sync.connection.LedgerConnection.ddl`). Types: ``sync/ddl.py``.
@@ -38,8 +39,10 @@ def table_columns(db: LedgerConnection, table: str) -> set[str] | None:
 
 
 def ensure_ledger(db: LedgerConnection, table: str, name: str, cols: Mapping[str, str]) -> set[str]:
-    """Create ``table`` (quoted; ``name`` as the user wrote it) or add what an older ledger lacks;
-    returns its columns, so nobody needs to read them again (a round trip saved)."""
+    """
+    Create ``table`` (quoted; ``name`` as the user wrote it) or add what an older ledger lacks;
+    returns its columns, so nobody needs to read them again (a round trip saved).
+    """
     if table_columns(db, table) is None:
         ddl = ledger_ddl(db.kind, table, quote=lambda column: cols[column])
         db.ddl(ddl, done=lambda: table_columns(db, table) is not None)

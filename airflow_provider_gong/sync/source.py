@@ -1,4 +1,5 @@
-"""Source: the rows of a table or query, in key order, in bounded pages; key problems as findings.
+"""
+Source: the rows of a table or query, in key order, in bounded pages; key problems as findings.
 
 Keyset paging (``WHERE key > last ORDER BY key LIMIT n``) keeps memory bounded and holds no cursor or
 lock while Gong is called, on any database with LIMIT. Keyset paging silently skips what it cannot
@@ -36,7 +37,8 @@ _MYSQL_TIMESTAMP = 7
 
 
 def normalise_key(value: Any) -> str:
-    """The ledger key of a source key: ``str(value)``; bytes as hex; dates in ISO-8601.
+    """
+    The ledger key of a source key: ``str(value)``; bytes as hex; dates in ISO-8601.
 
     Deterministic and the same as 0.1.0's for the usual key types (integers, text, UUIDs), so ledgers
     written by 0.1.0 keep matching. Different values of different types can meet (``7`` and ``'7'``
@@ -119,7 +121,8 @@ class SourceReader:
         return found
 
     def pages(self) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
-        """Yield (column names, rows) pages of non-NULL keys in key order until exhausted.
+        """
+        Yield (column names, rows) pages of non-NULL keys in key order until exhausted.
 
         Every page is sent with parameters, the first one too, so ``%`` in ``sql=`` means the same
         on every page.
@@ -140,7 +143,8 @@ class SourceReader:
                 return
 
     def missing_keys(self, ledger_table: str, key_column: str, status_column: str) -> Iterator[list[str]]:
-        """Pages of ledger keys that may hold a meeting (``created``, ``pending``) whose row left the
+        """
+        Pages of ledger keys that may hold a meeting (``created``, ``pending``) whose row left the
         source; :func:`~airflow_provider_gong.sync.plan.plan_removed` decides what to do with each.
 
         An anti-join the database runs (``NOT EXISTS``), walked in keyset pages of the ledger's key, so
@@ -179,9 +183,11 @@ class SourceReader:
         return [d[0] for d in description], self._instants(description, rows)
 
     def _instants(self, description: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """MySQL/MariaDB return a TIMESTAMP (an instant) as a naive value in the session's zone, which
+        """
+        MySQL/MariaDB return a TIMESTAMP (an instant) as a naive value in the session's zone, which
         :func:`~airflow_provider_gong.sync.sql.connect` set to UTC: say so, so that the task's
-        ``timezone`` (meant for naive wall-clock values, e.g. DATETIME) does not shift it."""
+        ``timezone`` (meant for naive wall-clock values, e.g. DATETIME) does not shift it.
+        """
         if not self._mysql:
             return rows
         utc = [i for i, d in enumerate(description) if d[1] == _MYSQL_TIMESTAMP]

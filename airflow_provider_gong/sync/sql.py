@@ -1,4 +1,5 @@
-"""The few SQL dialect facts the batch needs, in one place: identifiers, case rules, parameters.
+"""
+The few SQL dialect facts the batch needs, in one place: identifiers, case rules, parameters.
 
 Everything else is portable DB-API: values always travel as bind parameters, identifiers are
 validated and then quoted, and every statement is executed with a parameter tuple (possibly empty)
@@ -29,7 +30,8 @@ _FOLDS_TO_UPPER = ("snowflake", "oracle", "db2")
 
 
 def quote_identifier(hook: DbApiHook, name: str, *, what: str = "identifier") -> str:
-    """Validate ``name`` (``table`` or ``schema.table``) and quote each part the hook's way.
+    """
+    Validate ``name`` (``table`` or ``schema.table``) and quote each part the hook's way.
 
     A plain part is folded the way the database folds unquoted names (lower case on PostgreSQL,
     upper case on Snowflake/Oracle), so ``Gong_Ledger`` names the same table quoted or unquoted, as
@@ -65,8 +67,10 @@ def _bad_name(what: str, name: Any) -> str:
 
 
 def as_text(hook: DbApiHook, expr: str) -> str:
-    """``expr`` cast to text, for comparing a source key with the ledger's text key in SQL. Matches
-    :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys."""
+    """
+    ``expr`` cast to text, for comparing a source key with the ledger's text key in SQL. Matches
+    :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys.
+    """
     kind = dialect(hook)
     if kind.startswith("sqlite"):
         # SQLite compares an INTEGER column with text by numeric affinity, and the bare column keeps
@@ -78,17 +82,21 @@ def as_text(hook: DbApiHook, expr: str) -> str:
 
 
 def literal_percent(hook: DbApiHook, sql: str) -> str:
-    """User SQL as the driver must see it when parameters are passed: with ``%s``-style drivers
+    """
+    User SQL as the driver must see it when parameters are passed: with ``%s``-style drivers
     (psycopg, MySQL) a literal ``%`` must be doubled, with ``?``-style ones (SQLite) nothing changes.
-    Users write ``LIKE 'abc%'`` as in any SQL client."""
+    Users write ``LIKE 'abc%'`` as in any SQL client.
+    """
     return sql.replace("%", "%%") if getattr(hook, "placeholder", "%s") == "%s" else sql
 
 
 def execute(
     conn: Any, sql: str, params: tuple[Any, ...] = ()
 ) -> tuple[list[str], list[tuple[Any, ...]], int]:
-    """Run one statement; return (column names, rows, rowcount). Rows only for statements that
-    return them; the caller bounds their number (LIMIT)."""
+    """
+    Run one statement; return (column names, rows, rowcount). Rows only for statements that
+    return them; the caller bounds their number (LIMIT).
+    """
     cur = conn.cursor()
     try:
         cur.execute(sql, params)
@@ -110,7 +118,8 @@ FILE_LOCK_WAIT_SECONDS = 600.0
 def connect(
     hook: DbApiHook, *, wait: float = FILE_LOCK_WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep
 ) -> Any:
-    """A new DB-API connection, set up the way the batch reads and writes.
+    """
+    A new DB-API connection, set up the way the batch reads and writes.
 
     - MySQL/MariaDB: the session's time zone is UTC, so a ``TIMESTAMP`` (an instant) comes back as naive
       UTC whatever the server's or the user's default zone (the source then marks it as UTC);
@@ -150,15 +159,19 @@ def is_mysql(kind: str) -> bool:
 
 
 def begin(conn: Any, kind: str) -> None:
-    """Open a transaction where the driver does not: DuckDB, and Snowflake sessions in their default
-    AUTOCOMMIT mode, run each statement on its own otherwise. (PEP 249 drivers open one implicitly.)"""
+    """
+    Open a transaction where the driver does not: DuckDB, and Snowflake sessions in their default
+    AUTOCOMMIT mode, run each statement on its own otherwise. (PEP 249 drivers open one implicitly.)
+    """
     if kind.startswith(("duckdb", "snowflake")):
         execute(conn, "BEGIN TRANSACTION")
 
 
 def rollback_quietly(conn: Any) -> None:
-    """End whatever transaction is open. Some drivers (DuckDB) refuse a rollback with none open; a
-    connection that is broken is found by the next statement, not here."""
+    """
+    End whatever transaction is open. Some drivers (DuckDB) refuse a rollback with none open; a
+    connection that is broken is found by the next statement, not here.
+    """
     with contextlib.suppress(Exception):
         conn.rollback()
 

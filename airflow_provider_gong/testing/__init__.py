@@ -1,4 +1,5 @@
-"""Offline testing aids: the Gong stand-in server and its pytest fixtures.
+"""
+Offline testing aids: the Gong stand-in server and its pytest fixtures.
 
 ``from airflow_provider_gong.testing import GongStandIn`` or, in pytest, the ``gong_standin`` and
 ``gong_connection`` fixtures: opt in with

@@ -1,4 +1,5 @@
-"""pytest fixtures for DAG tests against the Gong stand-in. Opt in (it is not loaded into every pytest
+"""
+pytest fixtures for DAG tests against the Gong stand-in. Opt in (it is not loaded into every pytest
 run of every project that installs the provider): ``pytest_plugins =
 ("airflow_provider_gong.testing.pytest_plugin",)`` in a conftest.py, or
 ``pytest -p airflow_provider_gong.testing.pytest_plugin``.

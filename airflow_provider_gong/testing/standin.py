@@ -1,4 +1,5 @@
-"""A local stand-in for Gong's Meetings API, so DAGs and tests run offline over real HTTP.
+"""
+A local stand-in for Gong's Meetings API, so DAGs and tests run offline over real HTTP.
 
 It follows gong-api.md: Basic and bearer auth (401 otherwise), JSON body validation (400 with
 ``{requestId, errors}``), 404 for an unknown organizer or meeting, 409 with ``userFacingError`` /
@@ -46,7 +47,8 @@ _ANSWER_FAULTS = ("drip", "garble", "truncate", "body")
 
 @dataclass
 class Fault:
-    """One injected misbehaviour, consumed by the next ``times`` matching requests.
+    """
+    One injected misbehaviour, consumed by the next ``times`` matching requests.
 
     kinds: ``status`` answers ``status`` without doing the work; ``drop`` closes the connection
     without doing the work; ``drop_after`` does the work (e.g. creates the meeting) and then closes
@@ -94,7 +96,8 @@ class _BadAnswer(Exception):
 
 
 class GongStandIn:
-    """The server. Use it as a context manager, or ``start()`` / ``stop()``.
+    """
+    The server. Use it as a context manager, or ``start()`` / ``stop()``.
 
     :param port: 0 picks a free port; read :attr:`url` after start.
     :param users: Gong users with the consent page enabled (organizers that work).
@@ -218,8 +221,10 @@ class GongStandIn:
         return f"http://{self.host}:{self.port}"
 
     def connection(self, *, auth: str = "basic", **extra: Any) -> dict[str, Any]:
-        """An Airflow connection (JSON form) pointing at this server. ``auth="oauth"``: login/password
-        are the OAuth client, the extras hold the refresh token and this server's token endpoint."""
+        """
+        An Airflow connection (JSON form) pointing at this server. ``auth="oauth"``: login/password
+        are the OAuth client, the extras hold the refresh token and this server's token endpoint.
+        """
         conn: dict[str, Any] = {"conn_type": "gong", "host": self.url, "extra": dict(extra)}
         if auth == "bearer":
             conn["extra"]["access_token"] = self.access_token
@@ -262,7 +267,7 @@ class GongStandIn:
             return sum(1 for c in self.created if external_id in (None, c.payload.get("externalId")))
 
     def duplicates(self) -> dict[str, int]:
-        """externalIds created more than once (the thing a batch must never do)."""
+        """ExternalIds created more than once (the thing a batch must never do)."""
         counts: dict[str, int] = {}
         with self.lock:
             for c in self.created:
@@ -287,9 +292,11 @@ class GongStandIn:
         return None
 
     def _over_rate(self) -> bool:
-        """Gong's limit as a token bucket (``rate`` tokens/s, bursts of ``rate``): a client paced
+        """
+        Gong's limit as a token bucket (``rate`` tokens/s, bursts of ``rate``): a client paced
         evenly at the rate never sees a 429, whatever the timing jitter. ``strict_window`` instead
-        allows at most ``rate`` calls in any sliding second (a harsher reading of "3 calls/s")."""
+        allows at most ``rate`` calls in any sliding second (a harsher reading of "3 calls/s").
+        """
         if not self.rate_limit_per_second:
             return False
         rate = float(self.rate_limit_per_second)
@@ -510,9 +517,11 @@ class GongStandIn:
             }
 
     def _token_endpoint(self, method: str, headers: Any, body: bytes, query: str) -> Answer:
-        """Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``: the grant in
+        """
+        Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``: the grant in
         the query string (as Gong documents it) or a form body, the client as Basic auth. Each refresh
-        token works once. Faults apply only when their ``match`` names this path."""
+        token works once. Faults apply only when their ``match`` names this path.
+        """
         fault = self._take_fault(method, TOKEN_PATH, explicit=True)
         if fault and fault.kind == "status":
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
@@ -696,9 +705,11 @@ def _meeting_problems(data: Any) -> list[str]:
 
 
 def max_in_sliding_window(times: list[float], window: float = 1.0) -> int:
-    """Most calls inside any half-open window [t, t + window): what ``strict_window`` mode (and a
+    """
+    Most calls inside any half-open window [t, t + window): what ``strict_window`` mode (and a
     strict server) compares with its limit; it refuses a call when ``limit`` calls came less than
-    1 s before. For tests and benchmarks that check a client's pacing from the server's side."""
+    1 s before. For tests and benchmarks that check a client's pacing from the server's side.
+    """
     ordered = sorted(times)
     most, start = 0, 0
     for end, t in enumerate(ordered):

@@ -1,4 +1,5 @@
-"""Warehouse batch: rows of a SQL table (or query) -> Gong meetings -> outcomes in a results ledger.
+"""
+Warehouse batch: rows of a SQL table (or query) -> Gong meetings -> outcomes in a results ledger.
 
 The operator holds the arguments, the checks that fail the whole task before any row is touched, and
 the summary; the protocol itself (source -> plan -> claim -> call -> record) lives in
@@ -59,7 +60,8 @@ __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
 
 
 class SqlToGongMeetingsOperator(BaseOperator):
-    """Create a Gong meeting for every row of a warehouse table, exactly once per row; with
+    """
+    Create a Gong meeting for every row of a warehouse table, exactly once per row; with
     ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when a row
     changed, DELETE when it is cancelled or, in mirror mode, gone).
 
@@ -196,16 +198,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
         return self.execute(context)
 
     def get_openlineage_facets_on_start(self) -> Lineage:
-        """OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
+        """
+        OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
         ledger out. Named like common-sql's SQLExecuteQueryOperator names the same tables, so the two
-        join in a lineage graph (see :mod:`airflow_provider_gong.lineage`)."""
+        join in a lineage graph (see :mod:`airflow_provider_gong.lineage`).
+        """
         return self._lineage(None)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
-        """The same datasets, with this run's counts: a ``gongMeetingsBatch`` run facet (every count of
+        """
+        The same datasets, with this run's counts: a ``gongMeetingsBatch`` run facet (every count of
         the summary), output statistics on Gong's meetings (created + updated + deleted) and input
         statistics on the source (rows read). Also used for a failed run, which keeps its counts when it
-        got as far as a summary."""
+        got as far as a summary.
+        """
         return self._lineage(self.summary)
 
     def _lineage(self, summary: dict[str, Any] | None) -> Lineage:
@@ -223,9 +229,11 @@ class SqlToGongMeetingsOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        """Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
+        """
+        Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
         the batch stops before its next row, writes every outcome it has and hands back the rows it
-        claimed but did not send, instead of leaving them pending for a person."""
+        claimed but did not send, instead of leaving them pending for a person.
+        """
         if self.batch is not None:
             self.log.warning("Stop requested: the batch stops before its next row")
             self.batch.stop()
@@ -277,8 +285,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
         return self._finish(progress, gong, quota_left)
 
     def _take(self, ledger: ResultsLedger) -> dict[str, Any] | None:
-        """Make the ledger if absent and take its lease; the run's summary when another live run keeps
-        it past ``lease_wait_seconds``: this run then ends without touching a row."""
+        """
+        Make the ledger if absent and take its lease; the run's summary when another live run keeps
+        it past ``lease_wait_seconds``: this run then ends without touching a row.
+        """
         from airflow_provider_gong.sync.lease import LedgerBusyError
 
         ledger.ensure_table()
