@@ -42,7 +42,7 @@ def mark_sending(store: Any, ti: Any) -> None:
 
 
 def save(store: Any, ti: Any, result: MeetingResult) -> None:
-    """The created meeting, for a retry to return without calling Gong."""
+    """Save the created meeting, for a retry to return without calling Gong."""
     store.set(STATE_KEY, {"state": "created", "result": result.to_dict(), **stamp(ti)})
 
 
@@ -60,7 +60,7 @@ def saved(store: Any, result: MeetingResult) -> bool:
 
 
 def resume(previous: dict[str, Any], external_id: str | None, log: Any) -> MeetingResult:
-    """What an earlier try of this task instance left behind: its result, or the refusal to guess."""
+    """Return what an earlier try of this task instance left behind: its result, or refuse to guess."""
     from airflow_provider_gong.meetings import MeetingResult
 
     result = MeetingResult.from_response(_camel(previous.get("result")))

@@ -50,7 +50,7 @@ class MeetingFieldsOperator(BaseOperator):
         self.gong_conn_id = gong_conn_id
 
     def _meeting(self) -> Meeting:
-        """The rendered arguments as a validated meeting (raises GongValidationError on bad input)."""
+        """Return the rendered arguments as a validated meeting (raises GongValidationError on bad input)."""
         from airflow_provider_gong.meetings import Meeting
 
         return Meeting.build(

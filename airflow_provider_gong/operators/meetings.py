@@ -1,6 +1,7 @@
 """
-Operators for single Gong meetings (create, update, delete, integration status). They validate
-input and delegate every call to GongHook.
+Operators for single Gong meetings (create, update, delete, integration status).
+
+They validate input and delegate every call to GongHook.
 
 DAG files import this module on every parse, so it imports only what a DAG needs to build the
 operators; the hook (requests), the meeting model and its rules (pydantic, email-validator) are imported
@@ -289,7 +290,7 @@ class GongUpdateMeetingOperator(MeetingFieldsOperator):
         )
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Lineage:
-        """The same dataset, without a count: a failed PUT may or may not have changed the meeting."""
+        """Return the same dataset, without a count: a failed PUT may or may not have changed the meeting."""
         from airflow_provider_gong.lineage import meeting_lineage
 
         return meeting_lineage(
@@ -299,8 +300,9 @@ class GongUpdateMeetingOperator(MeetingFieldsOperator):
 
 class GongDeleteMeetingOperator(BaseOperator):
     """
-    Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}); a meeting already gone (404) counts
-    as deleted, so the task is idempotent and safe to retry.
+    Delete a Gong meeting (DELETE /v2/meetings/{meeting_id}).
+
+    A meeting already gone (404) counts as deleted, so the task is idempotent and safe to retry.
 
     :param meeting_id: the Gong meeting (templated).
     :param organizer_email: its organizer; Gong needs it to find the meeting (templated).
@@ -353,8 +355,9 @@ class GongDeleteMeetingOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
         """
-        OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``
-        (count 0 when Gong answered 404: it was already gone; no count when the answer is unknown).
+        OpenLineage (optional extra): one meeting removed from the Gong account's ``meetings``.
+
+        Count 0 when Gong answered 404 (it was already gone); no count when the answer is unknown.
         """
         from airflow_provider_gong.lineage import meeting_lineage, pulled
 
@@ -418,7 +421,11 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
         return users
 
     def _emails(self) -> list[str]:
-        """The rendered ``emails``, checked before any call: a list, or a comma/semicolon-separated string."""
+        """
+        Return the rendered ``emails``, checked before any call.
+
+        They may be a list, or a comma/semicolon-separated string.
+        """
         from airflow_provider_gong.rules import normalise_email, shown
 
         raw = self.emails
@@ -436,8 +443,9 @@ class GongMeetingIntegrationStatusOperator(BaseOperator):
 
 def _problems(emails: list[str], users: list[dict[str, Any]]) -> list[str]:
     """
-    One line per organizer Gong does not know or has no valid consent page, with Gong's reason and
-    fix link: what a Gong admin needs to act on.
+    List, one line each, the organizers Gong does not know or that have no valid consent page.
+
+    Each line has Gong's reason and fix link: what a Gong admin needs to act on.
     """
     by_email = {str(u.get("email", "")).lower(): u for u in users}
     problems = []

@@ -50,8 +50,10 @@ _ROW_STATUSES = (400, 404, 409)
 
 class Actions:
     """
-    The handlers of one run. ``entries`` is the current page's ledger view: a key this run claims is
-    marked there as this run's, so a second source row with the same key is seen as a duplicate.
+    The handlers of one run.
+
+    ``entries`` is the current page's ledger view: a key this run claims is marked there as this
+    run's, so a second source row with the same key is seen as a duplicate.
 
     :param key_column: the source's key column, for messages that tell how to fix the source.
     """
@@ -223,7 +225,7 @@ class Actions:
         return True
 
     def replace(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
-        """A new organizer: delete the meeting under the old one, then create it under the new one."""
+        """Give a meeting a new organizer: delete it under the old one, then create it under the new one."""
         if not self.delete(key, entry, entry.organizer_email, counted=False):
             return
         self._create_again(key, meeting, replacing=True)

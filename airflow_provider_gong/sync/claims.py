@@ -70,16 +70,19 @@ class Claims:
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str = "create") -> bool:
         """
-        Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``. True: this
-        runner won and the claim is committed; False: another runner changed the row first.
+        Try to claim ``key`` (last seen as ``entry``) for one attempt of ``action``.
+
+        True: this runner won and the claim is committed; False: another runner changed the row first.
         """
         return self.claim_many([ClaimRequest(key, entry, action)])[key]
 
     @on_ledger_thread
     def claim_many(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
         """
-        Claim a window of rows in one transaction (see :meth:`_claim_window`). When the window cannot
-        go through whole (keys the ledger holds as one, a lock), each row is claimed on its own.
+        Claim a window of rows in one transaction (see :meth:`_claim_window`).
+
+        When the window cannot go through whole (keys the ledger holds as one, a lock), each row is
+        claimed on its own.
         """
         if not requests:
             return {}
@@ -99,8 +102,9 @@ class Claims:
 
     def _claim_window(self, requests: Sequence[ClaimRequest]) -> dict[str, bool]:
         """
-        One transaction: INSERT the new keys still absent, conditionally UPDATE the rest, commit;
-        each statement carries the lease's fencing check. Which rows were won is told by the rowcount,
+        One transaction: INSERT the new keys still absent, conditionally UPDATE the rest, commit.
+
+        Each statement carries the lease's fencing check. Which rows were won is told by the rowcount,
         or by reading the tokens back; a shortfall with the lease gone is GongLeaseLostError.
         """
         conn = self.db.conn
@@ -127,10 +131,11 @@ class Claims:
 
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
         """
-        INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease). When
-        fewer rows went in than asked, the ledger is read to tell which: a key already there is lost,
-        unless it is this runner's own claim whose commit landed before an error, or the ledger holds
-        it under another spelling (a collision, see :meth:`_held`).
+        INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease).
+
+        When fewer rows went in than asked, the ledger is read to tell which: a key already there is
+        lost, unless it is this runner's own claim whose commit landed before an error, or the ledger
+        holds it under another spelling (a collision, see :meth:`_held`).
         """
         fresh = [r for r in new if r.key not in self.collisions]
         won = {r.key: False for r in new if r.key in self.collisions}
@@ -171,8 +176,10 @@ class Claims:
 
     def _held(self, keys: list[str]) -> dict[str, LedgerEntry]:
         """
-        The ledger's entries for these keys, read in the claim transaction. A key the ledger holds under
-        another spelling (its collation compares them equal) is noted in :attr:`collisions`.
+        Read the ledger's entries for these keys, in the claim transaction.
+
+        A key the ledger holds under another spelling (its collation compares them equal) is noted in
+        :attr:`collisions`.
         """
         c, ph = self._cols, self.db.ph
         columns = ("row_key", "status", "attempts", "claimed_by")
@@ -193,8 +200,10 @@ class Claims:
 
     def _check_collation(self, keys: list[str]) -> None:
         """
-        MySQL/MariaDB: a ledger in a case-insensitive collation (made by hand, or before 0.2.0) may
-        hold two keys of this window as one; then the window is undone and each row claimed alone.
+        MySQL/MariaDB: undo the window when the ledger holds two of its keys as one.
+
+        A ledger in a case-insensitive collation (made by hand, or before 0.2.0) may do that; then each
+        row is claimed alone.
         """
         c, ph = self._cols, self.db.ph
         sql = (
@@ -234,9 +243,11 @@ class Claims:
     @on_ledger_thread
     def release(self, requests: Sequence[ClaimRequest]) -> None:
         """
-        Undo claims this runner won but never acted on (the run stopped first): a new key's row goes
-        away, an existing row gets back the status and error it had. Nothing was sent for these rows,
-        so they are safe to hand back; the attempt counter stays raised, which only makes it monotonic.
+        Undo claims this runner won but never acted on (the run stopped first).
+
+        A new key's row goes away, an existing row gets back the status and error it had. Nothing was
+        sent for these rows, so they are safe to hand back; the attempt counter stays raised, which only
+        makes it monotonic.
         """
         c, ph = self._cols, self.db.ph
         mine = f"{c['row_key']} = {ph} AND {c['claimed_by']} = {ph} AND {c['status']} = {ph}"
@@ -264,17 +275,17 @@ class Claims:
 
 
 def now_iso() -> str:
-    """The time a ledger row is stamped with (UTC, ISO-8601)."""
+    """Return the time a ledger row is stamped with (UTC, ISO-8601)."""
     return pendulum.now("UTC").isoformat()
 
 
 def _is_integrity_error(exc: BaseException) -> bool:
-    """A DB-API IntegrityError of whatever driver (each module defines its own class of that name)."""
+    """Recognise a DB-API IntegrityError of any driver (each module defines its own class of that name)."""
     return any(kind.__name__ == "IntegrityError" for kind in type(exc).__mro__)
 
 
 def claim_token(context: Mapping[str, Any]) -> str:
-    """This run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
+    """Return this run's claim token: who holds a claim (for people reading the ledger) + a unique suffix."""
     ti = context.get("ti") if isinstance(context, Mapping) else None
     who = "manual"
     if ti is not None and getattr(ti, "dag_id", None):

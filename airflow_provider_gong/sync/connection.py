@@ -37,8 +37,9 @@ class LedgerWriteError(Exception):
 
 class KeysCollide(Exception):
     """
-    The ledger holds two keys of one claim window as one (a case-insensitive collation): not worth
-    retrying as a window; each row is claimed on its own instead.
+    The ledger holds two keys of one claim window as one (a case-insensitive collation).
+
+    Not worth retrying as a window; each row is claimed on its own instead.
     """
 
 
@@ -136,8 +137,9 @@ class LedgerConnection:
 
     def _reconnect_if_broken(self) -> None:
         """
-        Between retries (on the ledger's own thread): a connection that no longer answers is
-        replaced. It is closed directly: closing the ledger would wait for this very thread.
+        Replace a connection that no longer answers, between retries (on the ledger's own thread).
+
+        It is closed directly: closing the ledger would wait for this very thread.
         """
         if is_alive(self.conn):
             return
@@ -152,8 +154,9 @@ class _OnConnection(Protocol):
 
 def on_ledger_thread(method: F) -> F:
     """
-    Run the method on the ledger's own thread (and wait for it), whichever thread calls it; the
-    object's ``db`` is its :class:`LedgerConnection`.
+    Run the method on the ledger's own thread (and wait for it), whichever thread calls it.
+
+    The object's ``db`` is its :class:`LedgerConnection`.
     """
 
     @functools.wraps(method)

@@ -70,7 +70,7 @@ DIALECTS = (
 
 
 def family(kind: str) -> str:
-    """The type family of a dialect name as hooks report it ("postgresql", "mysql", "bigquery", ...)."""
+    """Map a dialect name as hooks report it ("postgresql", "mysql", "bigquery", ...) to its type family."""
     kind = kind.lower()
     for name in ("bigquery", "databricks", "redshift", "mysql", "postgres", "sqlite", "duckdb", "snowflake"):
         if kind.startswith(name):
@@ -83,7 +83,7 @@ def family(kind: str) -> str:
 
 
 def column_type(kind: str, name: str) -> str:
-    """The declared type of ledger column ``name`` in dialect ``kind``."""
+    """Return the declared type of ledger column ``name`` in dialect ``kind``."""
     types = _TYPES.get(family(kind), _TYPES["default"])
     _, generic, width, _ = next(c for c in LEDGER_COLUMNS if c[0] == name)
     return types[generic].format(n=width)
@@ -97,8 +97,10 @@ def ledger_ddl(
     kind: str, table: str, *, primary_key: bool | None = None, quote: Callable[[str], str] = _plain
 ) -> str:
     """
-    ``CREATE TABLE IF NOT EXISTS`` for the ledger. ``primary_key`` None: declared where enforced.
-    ``table`` comes quoted; ``quote`` quotes a column name the hook's way.
+    ``CREATE TABLE IF NOT EXISTS`` for the ledger.
+
+    ``primary_key`` None: declared where enforced. ``table`` comes quoted; ``quote`` quotes a column
+    name the hook's way.
     """
     if primary_key is None:
         primary_key = family(kind) in ENFORCES_KEYS or kind.lower().startswith("mariadb")
@@ -114,7 +116,7 @@ def ledger_ddl(
 
 
 def lock_table_name(table: str) -> str:
-    """The lease table of a ledger: its name with ``_lock`` (inside the quotes of a quoted part)."""
+    """Return the lease table of a ledger: its name with ``_lock`` (inside the quotes of a quoted part)."""
     head, _, last = table.rpartition(".")
     quoted = re.fullmatch(r'(["`\[])(.*)(["`\]])', last)
     last = f"{quoted.group(1)}{quoted.group(2)}_lock{quoted.group(3)}" if quoted else f"{last}_lock"
@@ -126,7 +128,7 @@ _OWNER_CAST = {"bigquery": "STRING", "databricks": "STRING"}
 
 
 def lease_ddl(kind: str, table: str, quote: Callable[[str], str] = _plain) -> str:
-    """The lock table with its one (free) row, in one statement."""
+    """Return the DDL of the lock table with its one (free) row, in one statement."""
     fence, owner, expires = quote("fence"), quote("owner"), quote("expires_at")
     if family(kind) == "mysql":  # its CAST knows no VARCHAR/BIGINT; it takes column types before SELECT
         return (

@@ -1,6 +1,5 @@
 """
-Before any call: the plan of the whole run, what a dry run reports of it, and the guard that stops
-a run about to delete too much.
+Before any call: the whole run's plan, what a dry run reports of it, and the guard against deleting too much.
 
 A sync run deletes meetings for cancelled rows and, in mirror mode, for rows that left the source. A
 truncated table or a failed load looks exactly like mass cancellation, so a run that would delete
@@ -39,8 +38,10 @@ BUCKETS = ("create", "update", "delete", "replace", "unchanged", "invalid", "pen
 
 def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
     """
-    The plan of this run without acting on it: how many rows each action would touch, the first
-    few of each with the reason, and the Gong calls that makes. Reads only; writes nothing.
+    Return the plan of this run without acting on it; reads only, writes nothing.
+
+    The plan: how many rows each action would touch, the first few of each with the reason, and the
+    Gong calls that makes.
     """
     counts: Counter[str] = Counter()
     samples: dict[str, list[dict[str, str]]] = {}
@@ -78,7 +79,7 @@ def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
 
 
 def max_deletes(value: Any) -> int | float:
-    """A count (an integer, e.g. 25) or a fraction of the live meetings (0 < f < 1, e.g. 0.1)."""
+    """Parse a count (an integer, e.g. 25) or a fraction of the live meetings (0 < f < 1, e.g. 0.1)."""
     try:
         number = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
@@ -97,7 +98,7 @@ class DeleteGuard:
     max_deletes: int | float | str  # as given (templated values arrive as text)
 
     def allowed(self, live: int) -> int:
-        """The most deletes a run may make, given ``live`` meetings in the ledger."""
+        """Return the most deletes a run may make, given ``live`` meetings in the ledger."""
         limit = max_deletes(self.max_deletes)
         return limit if isinstance(limit, int) else math.floor(limit * live)
 
@@ -124,9 +125,11 @@ class DeleteGuard:
 
     def hold(self, batch: BatchRun, *, dry_run: bool, daily_quota: int) -> dict[str, Any] | None:
         """
-        Survey the run and hold it to the guard. A dry run returns its plan. Otherwise the run may go
-        ahead (None), and may not delete more than the guard allows either (rows can change between
-        the plan and the run): :class:`GongSyncGuardError` when the plan already does.
+        Survey the run and hold it to the guard.
+
+        A dry run returns its plan. Otherwise the run may go ahead (None), and may not delete more than
+        the guard allows either (rows can change between the plan and the run):
+        :class:`GongSyncGuardError` when the plan already does.
         """
         plan = survey(batch)
         live = batch.ledger.count_live()
@@ -139,7 +142,7 @@ class DeleteGuard:
         return None
 
     def report(self, plan: dict[str, Any], why: str, daily_quota: int) -> dict[str, Any]:
-        """The dry run's summary, and its log: the counts, samples, calls and quota share."""
+        """Return the dry run's summary, and log it: the counts, samples, calls and quota share."""
         calls = plan["gong_calls"]
         counts = ", ".join(f"{k} {v}" for k, v in plan["counts"].items())
         log.info(

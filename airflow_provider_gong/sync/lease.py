@@ -120,8 +120,9 @@ class Lease:
 
     def fence_sql(self) -> tuple[str, tuple[Any, ...]]:
         """
-        The fencing check, as a condition a claim statement carries (with its parameters): the
-        statement changes rows only while the lease row still names this runner and its fence.
+        Return the fencing check, as a condition a claim statement carries (with its parameters).
+
+        The statement changes rows only while the lease row still names this runner and its fence.
         """
         if self.fence is None:
             raise GongLeaseLostError(f"this run holds no lease on {self.table}")
@@ -133,8 +134,9 @@ class Lease:
 
     def check_held(self, conn: Any) -> None:
         """
-        Inside the caller's transaction (nothing is ended here): GongLeaseLostError unless the lease
-        row still names this runner and its fence.
+        Raise GongLeaseLostError unless the lease row still names this runner and its fence.
+
+        Inside the caller's transaction (nothing is ended here).
         """
         _, params = self.fence_sql()
         c, ph = self._c, self.ph
@@ -149,8 +151,9 @@ class Lease:
 
     def adopt(self, holder: Holder) -> None:
         """
-        The lease row names this runner (its acquisition committed, then the driver reported an
-        error): it is this runner's, until the expiry written.
+        Treat the lease as this runner's, until the expiry written: its row names this runner.
+
+        For when its acquisition committed, then the driver reported an error.
         """
         self.fence = holder.fence
         self._expiry = holder.expires_at
@@ -158,8 +161,9 @@ class Lease:
 
     def renew(self, conn: Any) -> None:
         """
-        Extend the lease, in the caller's transaction (not committed here); GongLeaseLostError if it is
-        no longer this runner's.
+        Extend the lease, in the caller's transaction (not committed here).
+
+        GongLeaseLostError if it is no longer this runner's.
         """
         if self.fence is None:
             raise GongLeaseLostError(f"this run holds no lease on {self.table}")
@@ -216,8 +220,10 @@ class LedgerBusyError(Exception):
 
 class LeaseKeeper:
     """
-    The lease over a run's life: its table made if absent, taken (waiting for another run), renewed
-    by a heartbeat, checked before each call, and let go. Runs on the ledger's thread and connection.
+    The lease over a run's life, on the ledger's thread and connection.
+
+    Its table made if absent, taken (waiting for another run), renewed by a heartbeat, checked before
+    each call, and let go.
     """
 
     def __init__(self, db: LedgerConnection, lease: Lease, ledger_name: str) -> None:
@@ -233,9 +239,10 @@ class LeaseKeeper:
 
     def ensure_table(self, ddl: str) -> None:
         """
-        The lease's table: one row, made in one statement (CREATE TABLE ... AS SELECT), which
-        succeeds for one caller only; a ledger made by an earlier version gets it here. Read once; the
-        reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse).
+        Make the lease's table: one row, in one statement (CREATE TABLE ... AS SELECT).
+
+        The statement succeeds for one caller only; a ledger made by an earlier version gets the table
+        here. Read once; the reading serves :meth:`acquire` too (a round trip fewer on a slow warehouse).
         """
         try:
             self._seen = self.lease.read(self.db.conn)
@@ -259,7 +266,8 @@ class LeaseKeeper:
     @on_ledger_thread
     def acquire(self, wait: float) -> None:
         """
-        Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go;
+        Hold the ledger's lease, waiting up to ``wait`` seconds for another live run to let go.
+
         :class:`LedgerBusyError` when it does not. Renewed by a heartbeat until :meth:`release`.
         """
         started = time.monotonic()
@@ -316,8 +324,9 @@ class LeaseKeeper:
 
     def _heartbeat(self) -> None:
         """
-        Renew the lease every quarter of its length while the run lives, whatever it is doing (a
-        long wait for Gong's quota must not let it lapse).
+        Renew the lease every quarter of its length while the run lives, whatever it is doing.
+
+        A long wait for Gong's quota must not let it lapse.
         """
         interval = self.lease.seconds / 4
         while self._beating.is_set():
@@ -351,9 +360,10 @@ class LeaseKeeper:
 
     def check(self) -> None:
         """
-        Before each Gong call: the lease must still be this run's by its own clock, with a quarter of
-        it to spare (the margin covers the hosts' clock skew). Otherwise stop: another run may have
-        taken it over.
+        Check, before each Gong call, that the lease is still this run's by its own clock.
+
+        It must have a quarter of it to spare (the margin covers the hosts' clock skew). Otherwise
+        stop: another run may have taken it over.
         """
         if self.lease.left() < self.lease.seconds / 4:
             raise GongLeaseLostError(

@@ -1,6 +1,5 @@
 """
-The results ledger: one row per source key, in the warehouse, read and written through its own
-connection.
+The results ledger: one row per source key, in the warehouse, read and written through its own connection.
 
 The ledger is storage: its table (made or migrated by :mod:`~airflow_provider_gong.sync.schema`),
 lookups, and outcomes written under this runner's claim. Who may write a row is decided elsewhere:
@@ -122,8 +121,9 @@ class ResultsLedger:
     @on_ledger_thread
     def ensure_table(self) -> None:
         """
-        Create the table and its lease table if absent, and migrate an older ledger in place; safe
-        when runners race to do it.
+        Create the table and its lease table if absent, and migrate an older ledger in place.
+
+        Safe when runners race to do it.
         """
         self._known = ensure_ledger(self.db, self.table, self.table_name, self._cols)
         self.keeper.ensure_table(lease_ddl(self.kind, self.lock_table, self._quote))
@@ -153,7 +153,7 @@ class ResultsLedger:
 
     @on_ledger_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
-        """The entries of these keys (one query; callers pass one page of keys)."""
+        """Read the entries of these keys (one query; callers pass one page of keys)."""
         if not keys:
             return {}
         if self._known is None:
@@ -194,7 +194,7 @@ class ResultsLedger:
 
     @on_ledger_thread
     def read_all(self) -> list[dict[str, Any]]:
-        """The whole ledger, for reports and tests (not used by the batch itself)."""
+        """Read the whole ledger, for reports and tests (not used by the batch itself)."""
         cols = ", ".join(self._cols[c] for c in COLUMNS)
         rows = self.db.read(f"SELECT {cols} FROM {self.table} ORDER BY {self._cols['row_key']}", ())
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
@@ -203,8 +203,9 @@ class ResultsLedger:
 
     def record_created(self, key: str, result: MeetingResult, state: MeetingState | None = None) -> bool:
         """
-        Write a created meeting under this runner's claim. False when the row is no longer this
-        runner's (someone reconciled it by hand meanwhile).
+        Write a created meeting under this runner's claim.
+
+        False when the row is no longer this runner's (someone reconciled it by hand meanwhile).
         """
         return self._record(key, created_values(result, state))
 
@@ -244,6 +245,7 @@ class ResultsLedger:
     def record_many(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
         """
         Write many rows' outcomes in one UPDATE (a CASE per column), each under this runner's claim.
+
         Returns the keys that were *not* written (no longer this runner's).
         """
         if not outcomes:

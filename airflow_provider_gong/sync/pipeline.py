@@ -89,7 +89,7 @@ class LedgerPipeline:
     # -- claims -----------------------------------------------------------------------------------
 
     def expect(self, requests: list[ClaimRequest]) -> None:
-        """The claims the coming rows will ask for, in order: the first window is claimed now."""
+        """Queue the claims the coming rows will ask for, in order: the first window is claimed now."""
         for request in requests:
             self._ahead.append(request)
             self._slots[(request.key, request.action)] = (request, None)
@@ -97,8 +97,10 @@ class LedgerPipeline:
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str) -> bool:
         """
-        True when this run holds ``key`` for ``action``: claimed in its window, or now on its own
-        (a claim nobody expected, e.g. creating a row again after a delete).
+        Return True when this run holds ``key`` for ``action``.
+
+        Claimed in its window, or now on its own (a claim nobody expected, e.g. creating a row again
+        after a delete).
         """
         self._raise_failed_flushes()
         slot = self._slots.get((key, action))
@@ -173,7 +175,7 @@ class LedgerPipeline:
             self._settle(*self._flushes.popleft())
 
     def get(self, key: str) -> LedgerEntry | None:
-        """The row as the ledger has it, with this run's outcomes written first."""
+        """Return the row as the ledger has it, with this run's outcomes written first."""
         self.flush()
         return self.ledger.get(key)
 
@@ -215,7 +217,7 @@ class LedgerPipeline:
         self._release_leftovers()
 
     def abandon(self) -> None:
-        """The run is stopping on an error: save what can be saved, never mask the error."""
+        """Save what can be saved when the run is stopping on an error; never mask the error."""
         try:
             self.finish()
         except GongLedgerError as exc:

@@ -17,8 +17,10 @@ from airflow_provider_gong.sync.records import CREATED, DELETED, FAILED, PENDING
 
 class Action(str, enum.Enum):
     """
-    What the batch does with a row. A ``str``, so logs, the ledger's ``action`` column and the dry
-    run's counts read the same words as before there was an Enum.
+    What the batch does with a row.
+
+    A ``str``, so logs, the ledger's ``action`` column and the dry run's counts read the same words as
+    before there was an Enum.
     """
 
     CREATE = "create"
@@ -59,10 +61,11 @@ REQUIRED_COLUMNS = ("key", "start_time", "end_time", "organizer_email", "invitee
 
 class Reason(str, enum.Enum):
     """
-    Why a row gets its step, with everything that hangs on the reason in one row of this table:
-    what it means (logs, the README's table), the dry run's bucket for a skipped row, and the
-    :class:`~airflow_provider_gong.sync.progress.BatchProgress` counter a skip adds to. The value is
-    the word logs and the dry run's samples show.
+    Why a row gets its step, with everything that hangs on the reason in one row of this table.
+
+    Each reason carries what it means (logs, the README's table), the dry run's bucket for a skipped
+    row, and the :class:`~airflow_provider_gong.sync.progress.BatchProgress` counter a skip adds to.
+    The value is the word logs and the dry run's samples show.
     """
 
     _value_: str
@@ -136,8 +139,9 @@ class Reason(str, enum.Enum):
     @classmethod
     def of_status(cls, status: str) -> Reason:
         """
-        A ledger row with no live meeting skipped for its status; an unknown status is treated with
-        the caution of "pending".
+        Return the reason a ledger row with no live meeting is skipped for, by its status.
+
+        An unknown status is treated with the caution of "pending".
         """
         return {PENDING: cls.PENDING, FAILED: cls.FAILED, DELETED: cls.DELETED}.get(status, cls.PENDING)
 
@@ -154,6 +158,8 @@ class RowFacts:
 
 @dataclass(frozen=True)
 class Step:
+    """What the plan decides for a row: the action, and the reason logs, the dry run and the counters show."""
+
     action: Action
     reason: Reason
 
@@ -169,7 +175,7 @@ def plan_row(
     facts: RowFacts | None = None,
 ) -> Step:
     """
-    What to do with a row whose ledger entry is ``entry``.
+    Decide what to do with a row whose ledger entry is ``entry``.
 
     :param owner: this run's claim token: an entry it wrote means the source holds the key twice.
     :param lease_seconds: a claim younger than this with no outcome yet is another run's call in
@@ -203,7 +209,7 @@ def plan_row(
 def _sync_step(
     entry: LedgerEntry | None, facts: RowFacts, *, lease_seconds: float, now: pendulum.DateTime | None
 ) -> Step | None:
-    """The upsert/mirror rules for a row still in the source; None: fall back to the create rules."""
+    """Apply the upsert/mirror rules to a row still in the source; None: fall back to the create rules."""
     status = entry.status if entry else None
     if status == PENDING and entry is not None and entry.action in (UPDATE, DELETE):
         if entry.error_kind is None and _age(entry, now) < lease_seconds:
@@ -241,7 +247,7 @@ def _sync_step(
 def plan_removed(
     entry: LedgerEntry, now: pendulum.DateTime | None = None, lease_seconds: float = 600.0
 ) -> Step:
-    """A ledger row whose key left the source (mirror mode): its meeting is deleted."""
+    """Plan a ledger row whose key left the source (mirror mode): its meeting is deleted."""
     cut_off = entry.status == PENDING and entry.action in (UPDATE, DELETE)
     if cut_off and entry.error_kind is None and _age(entry, now) < lease_seconds:
         return Step(SKIP, Reason.IN_FLIGHT)

@@ -50,7 +50,7 @@ class Preflight:
         log.info("Preflight checked %d organizer(s) with Gong", len(new))
 
     def verdict(self, meeting: Meeting | None, problem: str | None) -> tuple[Meeting | None, str | None]:
-        """The meeting as it may be sent, or (None, why not), the preflight's refusal included."""
+        """Return the meeting as it may be sent, or (None, why not), the preflight's refusal included."""
         if meeting is None:
             return None, problem
         refusal = self.organizers.get(meeting.organizer_email.lower())
@@ -64,7 +64,7 @@ class Preflight:
 
 
 def _email_or_none(value: Any) -> str | None:
-    """The address as the meeting will carry it (IDNA domain), or None when it is not one."""
+    """Return the address as the meeting will carry it (IDNA domain), or None when it is not one."""
     try:
         return normalise_email(value, "organizer_email")
     except ValueError:

@@ -46,7 +46,7 @@ class BatchProgress:
     _last_seen: int = 0
 
     def count_skip(self, reason: Reason) -> None:
-        """A skipped row, in the counter its reason names (a duplicate key is also a failed row)."""
+        """Count a skipped row, in the counter its reason names (a duplicate key is also a failed row)."""
         setattr(self, reason.counter, getattr(self, reason.counter) + 1)
         if reason is Reason.DUPLICATE_IN_RUN:
             self.failed += 1
@@ -128,7 +128,7 @@ _CUMULATIVE = ("created", "updated", "deleted")
 
 
 def so_far(earlier: Mapping[str, Any], now: Mapping[str, Any], *, deferring: bool = False) -> dict[str, Any]:
-    """This leg's summary with the counts of earlier legs added, and how many deferrals there were."""
+    """Return this leg's summary with the counts of earlier legs added, and how many deferrals there were."""
     summary = dict(now)
     for key in _CUMULATIVE:
         summary[key] = summary.get(key, 0) + int(earlier.get(key, 0))
@@ -137,7 +137,7 @@ def so_far(earlier: Mapping[str, Any], now: Mapping[str, Any], *, deferring: boo
 
 
 def problems(summary: Mapping[str, Any]) -> str:
-    """The rows this run answers for that have no meeting, in words; "" when there are none."""
+    """Return the rows this run answers for that have no meeting, in words; "" when there are none."""
     parts = []
     if summary["failed"]:
         bad_keys = summary["invalid_keys"] + summary["duplicate_keys"]
@@ -158,8 +158,9 @@ def problems(summary: Mapping[str, Any]) -> str:
 
 def log_quota(log: logging.Logger | Any, gong: GongHook, rows: int, deferrable: bool) -> int | None:
     """
-    Say how much of today's shared Gong budget is used and whether this run fits in the rest (in the
-    task's own log, ``log``); returns the calls left today, None when the quota cannot be read.
+    Say how much of today's shared Gong budget is used and whether this run fits in the rest.
+
+    In the task's own log, ``log``. Returns the calls left today, None when the quota cannot be read.
     """
     try:
         quota = gong.quota_status()

@@ -68,6 +68,8 @@ class MeetingState:
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """A ledger row as the batch reads it (:data:`ENTRY_COLUMNS`), to plan the row and claim it."""
+
     status: str
     error_kind: str | None
     attempts: int
@@ -129,8 +131,10 @@ def deleted_values() -> dict[str, Any]:
 
 def reverted_values(error: str, kind: str) -> dict[str, Any]:
     """
-    An update or delete did not happen (or may not have): the row is ``created`` again as it was,
-    with the error, so the next run tries again (PUT and DELETE are safe to repeat).
+    Return the values for an update or delete that did not happen (or may not have).
+
+    The row is ``created`` again as it was, with the error, so the next run tries again (PUT and
+    DELETE are safe to repeat).
     """
     return {"status": CREATED, "error": error, "error_kind": kind, "action": None}
 

@@ -1,6 +1,7 @@
 """
-A source row as the batch sees it: its ledger key, the meeting it describes (or why it describes
-none), and the facts the sync modes plan with.
+A source row as the batch sees it: its ledger key, its meeting, and the facts the sync modes plan with.
+
+Its meeting is the one it describes, or why it describes none.
 
 Validation happens once per row, here, so the plan, the preflight and the calls all see the same
 verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch.
@@ -90,7 +91,7 @@ class RowReader:
         return index
 
     def _validate(self, fields: dict[str, Any], key: str) -> tuple[Meeting | None, str | None]:
-        """The row as a Meeting, or why it cannot be one."""
+        """Return the row as a Meeting, or why it cannot be one."""
         external_id = fields["external_id"]
         try:
             meeting = Meeting.build(

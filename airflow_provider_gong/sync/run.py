@@ -166,7 +166,7 @@ class BatchRun:
             self._change(step, row, entry)
 
     def _change(self, step: Step, row: SourceRow, entry: LedgerEntry) -> None:
-        """A row whose meeting exists: delete, update or replace it."""
+        """Change a row whose meeting exists: delete, update or replace it."""
         if step.action == DELETE:
             self.actions.delete(row.key, entry, entry.organizer_email or row.organizer_email)
             return
@@ -200,7 +200,7 @@ class BatchRun:
     # -- the plan of a page -------------------------------------------------------------------------
 
     def page(self, names: list[str], rows: list[tuple[Any, ...]]) -> Page:
-        """A page's rows, read, and their ledger entries."""
+        """Read a page's rows, and look up their ledger entries."""
         read = self.reader.read(names, rows)
         return read, self.ledger.lookup([r.key for r in read if r.trackable])
 
@@ -237,7 +237,8 @@ class BatchRun:
 
     def _claims_ahead(self, rows: list[SourceRow], entries: dict[str, LedgerEntry]) -> list[ClaimRequest]:
         """
-        The claims this page's rows will ask for, in order, so they can be made a window ahead.
+        List the claims this page's rows will ask for, in order, so they can be made a window ahead.
+
         Only a forecast: a row that asks for something else is claimed on its own, and claims not
         asked for are handed back at the page's end.
         """
@@ -269,8 +270,10 @@ def _deletable(entry: LedgerEntry) -> bool:
 
 def report_key_problems(source: SourceReader, progress: BatchProgress, key_column: str) -> dict[str, int]:
     """
-    Rows with a NULL key and keys shared by several rows, counted (whole: keyset paging reads only
-    one row of each duplicated key) and logged, never sent; returns the duplicated keys.
+    Count and log rows with a NULL key and keys shared by several rows, which are never sent.
+
+    Counted whole: keyset paging reads only one row of each duplicated key. Returns the duplicated
+    keys.
     """
     nulls, sample = source.null_keys()
     if nulls:

@@ -40,8 +40,9 @@ def table_columns(db: LedgerConnection, table: str) -> set[str] | None:
 
 def ensure_ledger(db: LedgerConnection, table: str, name: str, cols: Mapping[str, str]) -> set[str]:
     """
-    Create ``table`` (quoted; ``name`` as the user wrote it) or add what an older ledger lacks;
-    returns its columns, so nobody needs to read them again (a round trip saved).
+    Create ``table`` (quoted; ``name`` as the user wrote it) or add what an older ledger lacks.
+
+    Returns its columns, so nobody needs to read them again (a round trip saved).
     """
     if table_columns(db, table) is None:
         ddl = ledger_ddl(db.kind, table, quote=lambda column: cols[column])

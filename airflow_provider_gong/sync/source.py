@@ -38,7 +38,7 @@ _MYSQL_TIMESTAMP = 7
 
 def normalise_key(value: Any) -> str:
     """
-    The ledger key of a source key: ``str(value)``; bytes as hex; dates in ISO-8601.
+    Return the ledger key of a source key: ``str(value)``; bytes as hex; dates in ISO-8601.
 
     Deterministic and the same as 0.1.0's for the usual key types (integers, text, UUIDs), so ledgers
     written by 0.1.0 keep matching. Different values of different types can meet (``7`` and ``'7'``
@@ -81,7 +81,7 @@ class SourceReader:
         self.conn.close()
 
     def columns(self) -> list[str]:
-        """The source's column names; fails the task (not a row) when the source cannot be read."""
+        """Return the source's column names; fails the task (not a row) when the source cannot be read."""
         try:
             names, _ = self._query(f"SELECT * FROM {self.source} WHERE 1 = 0")
         except Exception as exc:
@@ -144,8 +144,9 @@ class SourceReader:
 
     def missing_keys(self, ledger_table: str, key_column: str, status_column: str) -> Iterator[list[str]]:
         """
-        Pages of ledger keys that may hold a meeting (``created``, ``pending``) whose row left the
-        source; :func:`~airflow_provider_gong.sync.plan.plan_removed` decides what to do with each.
+        Pages of ledger keys that may hold a meeting (``created``, ``pending``) whose row left the source.
+
+        :func:`~airflow_provider_gong.sync.plan.plan_removed` decides what to do with each.
 
         An anti-join the database runs (``NOT EXISTS``), walked in keyset pages of the ledger's key, so
         memory stays bounded whatever the sizes of source and ledger. ``ledger_table`` and the column
@@ -184,9 +185,11 @@ class SourceReader:
 
     def _instants(self, description: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """
+        Mark MySQL/MariaDB TIMESTAMPs as UTC, so that the task's ``timezone`` does not shift them.
+
         MySQL/MariaDB return a TIMESTAMP (an instant) as a naive value in the session's zone, which
-        :func:`~airflow_provider_gong.sync.sql.connect` set to UTC: say so, so that the task's
-        ``timezone`` (meant for naive wall-clock values, e.g. DATETIME) does not shift it.
+        :func:`~airflow_provider_gong.sync.sql.connect` set to UTC; the task's ``timezone`` is meant
+        for naive wall-clock values, e.g. DATETIME.
         """
         if not self._mysql:
             return rows

@@ -68,8 +68,9 @@ def _bad_name(what: str, name: Any) -> str:
 
 def as_text(hook: DbApiHook, expr: str) -> str:
     """
-    ``expr`` cast to text, for comparing a source key with the ledger's text key in SQL. Matches
-    :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys.
+    ``expr`` cast to text, for comparing a source key with the ledger's text key in SQL.
+
+    Matches :func:`~airflow_provider_gong.sync.source.normalise_key` for integer, text and UUID keys.
     """
     kind = dialect(hook)
     if kind.startswith("sqlite"):
@@ -83,9 +84,10 @@ def as_text(hook: DbApiHook, expr: str) -> str:
 
 def literal_percent(hook: DbApiHook, sql: str) -> str:
     """
-    User SQL as the driver must see it when parameters are passed: with ``%s``-style drivers
-    (psycopg, MySQL) a literal ``%`` must be doubled, with ``?``-style ones (SQLite) nothing changes.
-    Users write ``LIKE 'abc%'`` as in any SQL client.
+    User SQL as the driver must see it when parameters are passed.
+
+    With ``%s``-style drivers (psycopg, MySQL) a literal ``%`` must be doubled, with ``?``-style ones
+    (SQLite) nothing changes. Users write ``LIKE 'abc%'`` as in any SQL client.
     """
     return sql.replace("%", "%%") if getattr(hook, "placeholder", "%s") == "%s" else sql
 
@@ -94,8 +96,9 @@ def execute(
     conn: Any, sql: str, params: tuple[Any, ...] = ()
 ) -> tuple[list[str], list[tuple[Any, ...]], int]:
     """
-    Run one statement; return (column names, rows, rowcount). Rows only for statements that
-    return them; the caller bounds their number (LIMIT).
+    Run one statement; return (column names, rows, rowcount).
+
+    Rows only for statements that return them; the caller bounds their number (LIMIT).
     """
     cur = conn.cursor()
     try:
@@ -119,7 +122,7 @@ def connect(
     hook: DbApiHook, *, wait: float = FILE_LOCK_WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep
 ) -> Any:
     """
-    A new DB-API connection, set up the way the batch reads and writes.
+    Open a new DB-API connection, set up the way the batch reads and writes.
 
     - MySQL/MariaDB: the session's time zone is UTC, so a ``TIMESTAMP`` (an instant) comes back as naive
       UTC whatever the server's or the user's default zone (the source then marks it as UTC);
@@ -160,8 +163,10 @@ def is_mysql(kind: str) -> bool:
 
 def begin(conn: Any, kind: str) -> None:
     """
-    Open a transaction where the driver does not: DuckDB, and Snowflake sessions in their default
-    AUTOCOMMIT mode, run each statement on its own otherwise. (PEP 249 drivers open one implicitly.)
+    Open a transaction where the driver does not.
+
+    DuckDB, and Snowflake sessions in their default AUTOCOMMIT mode, run each statement on its own
+    otherwise. (PEP 249 drivers open one implicitly.)
     """
     if kind.startswith(("duckdb", "snowflake")):
         execute(conn, "BEGIN TRANSACTION")
@@ -169,8 +174,10 @@ def begin(conn: Any, kind: str) -> None:
 
 def rollback_quietly(conn: Any) -> None:
     """
-    End whatever transaction is open. Some drivers (DuckDB) refuse a rollback with none open; a
-    connection that is broken is found by the next statement, not here.
+    End whatever transaction is open.
+
+    Some drivers (DuckDB) refuse a rollback with none open; a connection that is broken is found by
+    the next statement, not here.
     """
     with contextlib.suppress(Exception):
         conn.rollback()
@@ -187,6 +194,6 @@ def is_alive(conn: Any) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an error's message ("" when it has none), for one-line log and error texts."""
+    """Return the first line of an error's message ("" when it has none), for one-line log and error texts."""
     text = str(exc).strip().splitlines()
     return text[0] if text else ""

@@ -61,9 +61,10 @@ __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
 
 class SqlToGongMeetingsOperator(BaseOperator):
     """
-    Create a Gong meeting for every row of a warehouse table, exactly once per row; with
-    ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when a row
-    changed, DELETE when it is cancelled or, in mirror mode, gone).
+    Create a Gong meeting for every row of a warehouse table, exactly once per row.
+
+    With ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when
+    a row changed, DELETE when it is cancelled or, in mirror mode, gone).
 
     How a row travels, what the ledger holds and which problems fail what: see this module's docstring.
 
@@ -199,18 +200,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
     def get_openlineage_facets_on_start(self) -> Lineage:
         """
-        OpenLineage (optional extra): the source table or query in, Gong's meetings and the results
-        ledger out. Named like common-sql's SQLExecuteQueryOperator names the same tables, so the two
-        join in a lineage graph (see :mod:`airflow_provider_gong.lineage`).
+        OpenLineage (optional extra): the source in, Gong's meetings and the results ledger out.
+
+        The source is the table or query. Named like common-sql's SQLExecuteQueryOperator names the
+        same tables, so the two join in a lineage graph (see :mod:`airflow_provider_gong.lineage`).
         """
         return self._lineage(None)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Lineage:
         """
-        The same datasets, with this run's counts: a ``gongMeetingsBatch`` run facet (every count of
-        the summary), output statistics on Gong's meetings (created + updated + deleted) and input
-        statistics on the source (rows read). Also used for a failed run, which keeps its counts when it
-        got as far as a summary.
+        Return the same datasets, with this run's counts.
+
+        The counts: a ``gongMeetingsBatch`` run facet (every count of the summary), output statistics
+        on Gong's meetings (created + updated + deleted) and input statistics on the source (rows
+        read). Also used for a failed run, which keeps its counts when it got as far as a summary.
         """
         return self._lineage(self.summary)
 
@@ -230,9 +233,11 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """
-        Airflow calls this on SIGTERM (a task cleared, timed out or marked failed, a worker shut down):
-        the batch stops before its next row, writes every outcome it has and hands back the rows it
-        claimed but did not send, instead of leaving them pending for a person.
+        Airflow calls this on SIGTERM: the batch stops before its next row.
+
+        SIGTERM comes when a task is cleared, timed out or marked failed, or a worker shuts down. The
+        batch writes every outcome it has and hands back the rows it claimed but did not send, instead
+        of leaving them pending for a person.
         """
         if self.batch is not None:
             self.log.warning("Stop requested: the batch stops before its next row")
@@ -286,8 +291,10 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
     def _take(self, ledger: ResultsLedger) -> dict[str, Any] | None:
         """
-        Make the ledger if absent and take its lease; the run's summary when another live run keeps
-        it past ``lease_wait_seconds``: this run then ends without touching a row.
+        Make the ledger if absent and take its lease.
+
+        Returns the run's summary when another live run keeps it past ``lease_wait_seconds``: this
+        run then ends without touching a row.
         """
         from airflow_provider_gong.sync.lease import LedgerBusyError
 
@@ -358,7 +365,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
 
 
 def _batch_options(op: SqlToGongMeetingsOperator) -> BatchOptions:
-    """The run's options, checked: a bad mode, limit or zone fails the task before any row is read."""
+    """Return the run's options, checked: a bad mode, limit or zone fails the task before any row is read."""
     from airflow_provider_gong.rules import MeetingLimits, zone
     from airflow_provider_gong.sync.run import BatchOptions
 
