@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 #: The Gong connection every operator uses by default (``GongHook.default_conn_name``). Declared here, not
 #: read from the hook, so that the operators a DAG file imports need not load the hook (requests,
 #: pydantic) just to fill in a default argument; a test keeps the two equal.
