@@ -33,7 +33,7 @@ from airflow_provider_gong.quota import (
     store_for,
 )
 from tests.conftest import ROOT
-from tests.unit.test_hook import MEETING
+from tests.unit.hooks.test_gong import MEETING
 from tests.unit.test_pacing import FakeClock, max_in_sliding_window
 
 UTC = datetime.timezone.utc
