@@ -129,7 +129,7 @@ _CONN_FIELDS: dict[str, Any] = {
 
 def get_provider_info() -> dict[str, Any]:
     """
-    Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+    Return the provider metadata Airflow's ProvidersManager reads (entry point ``apache_airflow_provider``).
 
     The connection form is declarative (``conn-fields`` / ``ui-field-behaviour``): Airflow 3.2+ renders
     only declared fields.

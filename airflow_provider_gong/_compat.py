@@ -49,7 +49,7 @@ __all__ = [
 
 def task_state_store(context: Mapping[str, Any]) -> Any | None:
     """
-    The task instance's ``task_state_store`` (Airflow >= 3.3), or None where Airflow has none.
+    Return the task instance's ``task_state_store`` (Airflow >= 3.3), or None where Airflow has none.
 
     Its interface is ``get(key)``, ``set(key, value)`` and ``delete(key)``; values survive task retries.
     """
@@ -59,8 +59,9 @@ def task_state_store(context: Mapping[str, Any]) -> Any | None:
 @functools.cache
 def has_task_state_store() -> bool:
     """
-    Whether this Airflow gives tasks a ``task_state_store`` (3.3+). For logs, docs and tests; the
-    operator itself just looks in its context (:func:`task_state_store`).
+    Whether this Airflow gives tasks a ``task_state_store`` (3.3+).
+
+    For logs, docs and tests; the operator itself just looks in its context (:func:`task_state_store`).
     """
     try:
         from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
@@ -84,8 +85,10 @@ def has_declarative_connection_form() -> bool:
 
 def hook_ui_field_behaviour() -> dict[str, Any]:
     """
-    ``get_provider_info()``'s ``ui-field-behaviour`` in the shape Airflow 3.1 asks the hook for
-    (``GongHook.get_ui_field_behaviour``: snake_case keys), so both forms come from one declaration.
+    Return ``get_provider_info()``'s ``ui-field-behaviour`` in the shape Airflow 3.1 asks the hook for.
+
+    That shape is ``GongHook.get_ui_field_behaviour``'s (snake_case keys), so both forms come from one
+    declaration.
 
     3.1 has no ``conn-fields`` counterpart without Flask-AppBuilder widgets: there the extras (auth type,
     timeout, rate limit, ...) are edited in the connection's Extra JSON.
@@ -103,8 +106,9 @@ def hook_ui_field_behaviour() -> dict[str, Any]:
 
 def __getattr__(name: str) -> Any:
     """
-    ``from airflow_provider_gong._compat import DagBag``: Airflow's ``DagBag``, imported on first use
-    (``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` on 3.1).
+    ``from airflow_provider_gong._compat import DagBag``: Airflow's ``DagBag``, imported on first use.
+
+    It comes from ``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` on 3.1.
 
     Lazy because only the demo and the tests load DAG files themselves; DAG files that import the
     provider must not pay for it.

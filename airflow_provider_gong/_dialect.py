@@ -1,6 +1,8 @@
 """
-Which database a common-sql hook talks to: asked by the state layer (is this PostgreSQL?) and by the
-batch engine (how to quote, cast and connect), so it lives below both.
+Which database a common-sql hook talks to.
+
+Asked by the state layer (is this PostgreSQL?) and by the batch engine (how to quote, cast and connect),
+so it lives below both.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def dialect(hook: DbApiHook) -> str:
-    """The hook's dialect name in lower case ("sqlite", "postgresql", "mysql", ...), or ""."""
+    """Return the hook's dialect name in lower case ("sqlite", "postgresql", "mysql", ...), or ""."""
     try:
         name = hook.dialect_name
     except Exception:  # dialect detection needs SQLAlchemy URL support some hooks lack

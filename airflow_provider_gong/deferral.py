@@ -56,9 +56,11 @@ def defer_for_quota(task: BaseOperator, exc: GongRateLimitError, **kwargs: Any) 
 
 def call_or_defer(task: BaseOperator, deferrable: bool, call: Callable[[], T]) -> T:
     """
-    Run an idempotent Gong call (a PUT, a DELETE); when Gong's quota is spent and ``deferrable``,
-    defer ``task`` until it allows calls again. Its ``execute_complete`` then runs ``execute`` again:
-    the 429 changed nothing, and the call may be repeated anyway.
+    Run an idempotent Gong call (a PUT, a DELETE), deferring ``task`` when Gong's quota is spent.
+
+    Only when ``deferrable``: ``task`` then waits until the quota allows calls again, and its
+    ``execute_complete`` runs ``execute`` again: the 429 changed nothing, and the call may be repeated
+    anyway.
     """
     from airflow_provider_gong.exceptions import GongRateLimitError
 

@@ -69,9 +69,10 @@ class GongError(AirflowException):
 
     def redact(self, redact: Callable[[Any], Any]) -> GongError:
         """
-        Pass every text field through ``redact`` (the hook's :class:`~airflow_provider_gong._client.
-        redact.Redactor`) and re-render the message; returns self. Gong's answer, or a proxy's, can echo the
-        request, credentials included.
+        Pass every text field through ``redact`` and re-render the message; returns self.
+
+        ``redact`` is the hook's :class:`~airflow_provider_gong._client.redact.Redactor`. Gong's answer, or a
+        proxy's, can echo the request, credentials included.
         """
         self.message = redact(self.message)
         self.request_id = redact(self.request_id)
@@ -84,8 +85,9 @@ class GongError(AirflowException):
 
     def to_dict(self) -> dict[str, Any]:
         """
-        A JSON-safe summary, e.g. for a results ledger. Raised by the hook, it holds no credential:
-        the hook redacts every field first.
+        Return a JSON-safe summary, e.g. for a results ledger.
+
+        Raised by the hook, it holds no credential: the hook redacts every field first.
         """
         return {
             "type": type(self).__name__,
@@ -172,8 +174,9 @@ class GongServerError(GongError):
 
 class GongConnectionError(GongError):
     """
-    The request never reached Gong (DNS, refused, connect timeout) or, for safe calls, the answer
-    never came back.
+    The request never reached Gong, or for a safe call the answer never came back.
+
+    Not reaching Gong: a DNS failure, a refused connection or a connect timeout.
     """
 
 
@@ -260,38 +263,44 @@ def error_from_response(
 
 class GongBatchRowErrors(GongPermanentError):
     """
-    A batch finished, every outcome is in the ledger, and some rows failed or await
-    reconciliation. Retrying the task would not change them, so it is permanent.
+    A batch finished, every outcome is in the ledger, and some rows failed or await reconciliation.
+
+    Retrying the task would not change them, so it is permanent.
     """
 
 
 class GongSyncGuardError(GongPermanentError):
     """
-    A sync run would delete more meetings than ``max_deletes`` allows (or every meeting, from an
-    empty source). Raised before any Gong call; nothing was changed.
+    A sync run would delete more meetings than ``max_deletes`` allows, or every meeting (an empty source).
+
+    Raised before any Gong call; nothing was changed.
     """
 
 
 class GongBatchStoppedError(GongError):
     """
-    The batch was asked to stop (Airflow's SIGTERM calls ``on_kill``). It stopped between two rows,
-    wrote every outcome it had and handed back the rows it had claimed but not sent; a retry goes on
-    where it stopped.
+    The batch was asked to stop (Airflow's SIGTERM calls ``on_kill``).
+
+    It stopped between two rows, wrote every outcome it had and handed back the rows it had claimed but
+    not sent; a retry goes on where it stopped.
     """
 
 
 class GongLeaseLostError(GongError):
     """
-    The batch's lease on its ledger lapsed (the run went longer than ``lease_seconds`` without
-    renewing it, e.g. a paused process or an unreachable warehouse) and another run may hold it now.
-    The run stopped before its next Gong call; a retry waits for the lease and goes on from the ledger.
+    The batch's lease on its ledger lapsed, and another run may hold it now.
+
+    The run went longer than ``lease_seconds`` without renewing it (e.g. a paused process or an
+    unreachable warehouse). It stopped before its next Gong call; a retry waits for the lease and goes
+    on from the ledger.
     """
 
 
 class GongLedgerError(GongError):
     """
-    The batch could not write a row's outcome to the ledger, even after retries. The message
-    names the row and what to write by hand (for a created row: its meeting ID and URL).
+    The batch could not write a row's outcome to the ledger, even after retries.
+
+    The message names the row and what to write by hand (for a created row: its meeting ID and URL).
     """
 
     def __init__(self, message: str, *, row_key: str, **kwargs: Any) -> None:

@@ -112,7 +112,7 @@ def gong_namespace_and_name(base_url: str) -> tuple[str, str]:
 
 
 def gong_meetings(gong_conn_id: str, *, written: int | None = None) -> OutputDataset:
-    """The Gong meetings dataset of a connection; ``written``: meetings created, updated or deleted."""
+    """Return the Gong meetings dataset of a connection; ``written``: meetings created, updated or deleted."""
     from airflow_provider_gong.hooks.gong import GongHook
 
     hook = GongHook(gong_conn_id=gong_conn_id)
@@ -192,7 +192,7 @@ class WarehouseLineage:
 
 
 def _sqlite_path(uri: str) -> str:
-    """The database file of a SQLite hook's SQLAlchemy URI (``sqlite:////abs/path.db?mode=ro``)."""
+    """Return the database file of a SQLite hook's SQLAlchemy URI (``sqlite:////abs/path.db?mode=ro``)."""
     path = uri.split("?", 1)[0].removeprefix("sqlite:///")
     path = path.rsplit("@", 1)[-1]  # never a login or password, should a connection carry one
     if path in ("", ":memory:"):
@@ -215,7 +215,7 @@ def batch_lineage(
     summary: Mapping[str, Any] | None,
 ) -> Lineage:
     """
-    The batch: source table/query -> Gong meetings (+ the results ledger), with the run's counts.
+    Describe the batch: source table/query -> Gong meetings (+ the results ledger), with the run's counts.
 
     ``summary`` is the task's summary (None at start, or when the task failed before it had one).
     Each part is built on its own, so a warehouse that cannot be named still leaves the Gong output.
@@ -256,7 +256,7 @@ def batch_lineage(
 
 
 def meeting_lineage(*, gong_conn_id: str, action: str, meeting_id: Any, written: int | None) -> Lineage:
-    """A single-meeting operator: its output is the Gong meetings dataset."""
+    """Describe a single-meeting operator: its output is the Gong meetings dataset."""
     run_facets: dict[str, Any] = {}
     if meeting_id not in (None, ""):
         run_facets[MEETING_FACET] = GongMeetingRunFacet(action=action, meetingId=str(meeting_id))
@@ -264,7 +264,7 @@ def meeting_lineage(*, gong_conn_id: str, action: str, meeting_id: Any, written:
 
 
 def _counts(summary: Mapping[str, Any] | None) -> dict[str, int]:
-    """The integer counts of a batch summary (a dry run's are under ``counts``); nothing else of it."""
+    """Return the integer counts of a batch summary (a dry run's are under ``counts``); nothing else of it."""
     if not summary:
         return {}
     source = summary.get("counts") if summary.get("dry_run") else summary
@@ -277,7 +277,11 @@ def _counts(summary: Mapping[str, Any] | None) -> dict[str, int]:
 
 
 def pulled(task_instance: Any, key: str) -> Any:
-    """This task instance's XCom ``key``, or None: lineage must never fail because an XCom is missing."""
+    """
+    Return this task instance's XCom ``key``, or None.
+
+    Lineage must never fail because an XCom is missing.
+    """
     if task_instance is None:
         return None
     try:

@@ -90,7 +90,7 @@ def _limits(info: ValidationInfo) -> MeetingLimits:
 
 
 def _text(value: Any, info: ValidationInfo, what: str, max_length: int) -> str | None:
-    """Optional text: blank means absent; otherwise bounded and free of control characters."""
+    """Check optional text: blank means absent; otherwise bounded and free of control characters."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -132,8 +132,10 @@ class Invitee(BaseModel):
 
 class Meeting(BaseModel):
     """
-    A validated, plausible meeting. Build it with :meth:`build`, which turns problems into
-    :class:`GongValidationError` naming the field; the limits are in :mod:`airflow_provider_gong.rules`.
+    A validated, plausible meeting.
+
+    Build it with :meth:`build`, which turns problems into :class:`GongValidationError` naming the
+    field; the limits are in :mod:`airflow_provider_gong.rules`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -266,8 +268,9 @@ class Meeting(BaseModel):
 
     def fingerprint(self) -> str:
         """
-        A digest of what Gong holds for this meeting, blind to presentation: times in UTC, emails
-        lower-cased, invitees in any order. Equal fingerprints: nothing to update.
+        Return a digest of what Gong holds for this meeting, blind to presentation.
+
+        Times in UTC, emails lower-cased, invitees in any order. Equal fingerprints: nothing to update.
         """
         body = self.to_payload()
         body["startTime"] = self.start_time.in_timezone("UTC").isoformat()

@@ -71,9 +71,11 @@ _KEY_INFO = b"airflow-provider-gong oauth token store v1\n"
 
 class GongTokenRefreshLostError(GongError):
     """
-    A refresh reached Gong's token endpoint but its answer was lost (timeout, dropped connection,
-    5xx, unreadable body). Gong may have used up the refresh token, so it is not re-sent by the hook;
-    the task's next try will find out (success, or :class:`GongRefreshTokenError`). Not permanent.
+    A refresh reached Gong's token endpoint but its answer was lost.
+
+    Lost: a timeout, dropped connection, 5xx or unreadable body. Gong may have used up the refresh
+    token, so it is not re-sent by the hook; the task's next try will find out (success, or
+    :class:`GongRefreshTokenError`). Not permanent.
     """
 
 
@@ -100,7 +102,7 @@ class StoredToken:
 
     @staticmethod
     def decode(row: Row | None) -> StoredToken | None:
-        """A stored row as the chain; None for no row, or for the empty row PostgreSQL locks on."""
+        """Decode a stored row into the chain; None for no row, or for the empty row PostgreSQL locks on."""
         if row is None or not row[0]:
             return None
         blob, expires_at, refresh_at, refreshes, lost_at, _updated_at = row
@@ -108,7 +110,7 @@ class StoredToken:
 
     @staticmethod
     def encode(token: StoredToken | None, moment: Moment) -> Row:
-        """The row's value columns; ``updated_at`` is the transaction's time."""
+        """Return the row's value columns; ``updated_at`` is the transaction's time."""
         if token is None:  # a change returns None to write nothing; a store never passes it here
             return TOKEN_TABLE.blank
         return (token.blob, token.expires_at, token.refresh_at, token.refreshes, token.lost_at, moment.wall)
@@ -157,8 +159,10 @@ The store's clock (:attr:`~airflow_provider_gong.state.Moment.wall`) is the one 
 
 class MemoryTokenStore(state.MemoryStore[StoredToken | None]):
     """
-    Chains in this process only (``quota_backend="memory"``): every hook of the process shares
-    :data:`MEMORY`, but another process would refresh on its own and break the chain.
+    Chains in this process only (``quota_backend="memory"``).
+
+    Every hook of the process shares :data:`MEMORY`, but another process would refresh on its own and
+    break the chain.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -210,13 +214,13 @@ _STORES = state.StoreRegistry(LOCAL_FILE, memory=MEMORY, local=SQLiteTokenStore,
 def token_store_for(
     backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None
 ) -> TokenStore:
-    """The process-wide token store for a connection's quota extras (the same backend as its quota)."""
+    """Return the process-wide token store for a connection's quota extras (the same backend as its quota)."""
     return _STORES.get(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id)
 
 
 def chain_key(token_url: str, client_id: str, seed_refresh_token: str) -> str:
     """
-    The row a connection's chain lives in: ``oauth/<hash>`` of endpoint, client id and the seed.
+    Return the row a connection's chain lives in: ``oauth/<hash>`` of endpoint, client id and the seed.
 
     The seed is the refresh token in the connection: after it has been used once it is worthless, so
     its hash gives nothing away, and a new one (a new authorisation) is a new chain.
@@ -297,7 +301,7 @@ class OAuthClient:
         return self._current
 
     def token(self) -> AccessToken:
-        """A valid access token: the one held, the one another task stored, or a fresh one."""
+        """Return a valid access token: the one held, the one another task stored, or a fresh one."""
         current = self._current
         if current is not None and self._clock() < self._due:
             return current
@@ -305,13 +309,15 @@ class OAuthClient:
 
     def reauthorize(self, rejected: AccessToken) -> AccessToken:
         """
-        Gong refused ``rejected`` (401): get another one. Refreshes only when the store still holds
-        the refused token; when another task has already replaced it, that one is used.
+        Gong refused ``rejected`` (401): get another one.
+
+        Refreshes only when the store still holds the refused token; when another task has already
+        replaced it, that one is used.
         """
         return self._obtain(rejected=rejected.access_token)
 
     def refreshes_on_chain(self) -> int:
-        """Refreshes made on this connection's chain by every process of the store."""
+        """Count the refreshes made on this connection's chain by every process of the store."""
         count, _ = self.store.transact(
             self.key, lambda stored, moment: (None, stored.refreshes if stored else 0), labels=(self.label,)
         )

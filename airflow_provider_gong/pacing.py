@@ -105,7 +105,7 @@ class Schedule:
 
     def reserve(self, due: float, granted: list[float], now: float) -> tuple[float, float, list[float]]:
         """
-        The next slot at or after ``now``; returns ``(slot, new due, new granted)``.
+        Reserve the next slot at or after ``now``; returns ``(slot, new due, new granted)``.
 
         :param due: when the next call is due on the even schedule.
         :param granted: the latest grant times, oldest first (not modified).

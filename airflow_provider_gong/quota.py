@@ -92,8 +92,9 @@ class Grant(NamedTuple):
 @dataclass
 class QuotaState:
     """
-    What every process of one account shares. Times are on the store's schedule clock
-    (:attr:`~airflow_provider_gong.state.Moment.pace`).
+    What every process of one account shares.
+
+    Times are on the store's schedule clock (:attr:`~airflow_provider_gong.state.Moment.pace`).
 
     :param due: when the next call is due on the even schedule.
     :param granted: the latest grant times, oldest first (see :class:`~airflow_provider_gong.pacing.
@@ -108,7 +109,7 @@ class QuotaState:
     used: int = 0
 
     def used_on(self, day: int) -> int:
-        """Calls counted on ``day`` (0 once the stored day is over)."""
+        """Return the calls counted on ``day`` (0 once the stored day is over)."""
         return self.used if self.day >= day else 0
 
     @staticmethod
@@ -124,7 +125,7 @@ class QuotaState:
 
     @classmethod
     def decode(cls, row: Row | None) -> QuotaState:
-        """A stored row (None: none yet) as the state; a fresh account starts at the zero state."""
+        """Decode a stored row (None: none yet) into the state; a fresh account starts at the zero state."""
         if row is None:
             return cls()
         due, granted, day, used = row
@@ -222,15 +223,16 @@ default_quota_dir = default_state_dir
 
 def store_for(backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None) -> QuotaStore:
     """
-    The process-wide store for a connection's ``quota_backend`` extras: one per file or database,
-    so every hook of the process shares its connection too.
+    Return the process-wide store for a connection's ``quota_backend`` extras.
+
+    One per file or database, so every hook of the process shares its connection too.
     """
     return _STORES.get(backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id)
 
 
 def account_key(base_url: str, *, auth_type: str, access_key: str | None, access_token: str | None) -> str:
     """
-    The name an account's state is kept under: ``host/hash``.
+    Return the name an account's state is kept under: ``host/hash``.
 
     Gong's quota belongs to the company, which the hook knows only as host + credential: host and
     access key for basic auth, host and token for bearer. The credential part is a sha256 prefix, so
@@ -325,7 +327,7 @@ class QuotaLimiter:
 
     def sent(self, grant: Grant, at: float) -> None:
         """
-        The call of ``grant`` was written to its connection at ``at`` (this process's clock).
+        Record that the call of ``grant`` was written to its connection at ``at`` (this process's clock).
 
         :meth:`take` returns as the slot comes, but the request is built and written after that, by a
         process that may be starved of CPU just then (measured: up to 9-18 ms on a loaded 2-CPU
@@ -367,8 +369,9 @@ class QuotaLimiter:
         seen: list[float] | None = None,
     ) -> tuple[QuotaState | None, float | None]:
         """
-        Move the grant ``recorded`` to ``sent`` (default: now); returns the new grant time, or None
-        when a later call was already planned from it.
+        Move the grant ``recorded`` to ``sent`` (default: now).
+
+        Returns the new grant time, or None when a later call was already planned from it.
         """
         if seen is not None:
             seen.append(self._clock())
@@ -406,7 +409,7 @@ class QuotaLimiter:
             ) from exc
 
     def usage(self) -> tuple[int, int]:
-        """(calls counted today, UTC, across every process of the account; the daily budget)."""
+        """Return (calls counted today, UTC, across every process of the account; the daily budget)."""
         state, moment = self._transact(lambda state, moment: (None, state))
         return state.used_on(int(moment.wall // DAY)), self.daily_quota
 

@@ -39,9 +39,10 @@ _INVISIBLE = {
 
 class MeetingLimits(BaseModel):
     """
-    The plausibility limits every meeting is checked against; pass your own to an operator to widen
-    or tighten them (``limits={"max_duration": "PT48H"}`` works too: durations accept ISO-8601 text or
-    seconds).
+    The plausibility limits every meeting is checked against.
+
+    Pass your own to an operator to widen or tighten them (``limits={"max_duration": "PT48H"}`` works
+    too: durations accept ISO-8601 text or seconds).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,7 +69,7 @@ class MeetingLimits(BaseModel):
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone ``name``; ValueError naming it when it is unknown."""
+    """Return the IANA zone ``name``; ValueError naming it when it is unknown."""
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
@@ -152,7 +153,7 @@ def check_text(value: str, what: str, max_length: int) -> str:
 
 def normalise_email(value: Any, what: str) -> str:
     """
-    The address Gong gets, or ValueError saying why it is not one.
+    Return the address Gong gets, or ValueError saying why it is not one.
 
     Checked by ``email-validator`` without DNS lookups: RFC syntax and lengths, no control, zero-width or
     bidi characters, no quoted local parts or IP-literal domains. Internationalised domains are accepted

@@ -37,9 +37,10 @@ DEFAULT_LIFETIME = 3600.0
 
 class GongRefreshTokenError(GongAuthError):
     """
-    Gong's token endpoint answered ``invalid_grant``: the refresh token was already used or has been
-    revoked. Only a new authorisation (a new refresh token in the connection) fixes it, so it is
-    permanent (no Airflow retries).
+    Gong's token endpoint answered ``invalid_grant``: the refresh token was already used, or revoked.
+
+    Only a new authorisation (a new refresh token in the connection) fixes it, so it is permanent (no
+    Airflow retries).
     """
 
 
@@ -75,8 +76,10 @@ class TokenEndpoint:
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
         """
-        One refresh, as Gong documents it: the grant in the query string and the client's
-        credentials as Basic auth. Returns Gong's answer (``access_token`` at least).
+        Make one refresh, as Gong documents it.
+
+        The grant goes in the query string and the client's credentials as Basic auth. Returns Gong's
+        answer (``access_token`` at least).
 
         :raises AnswerLost: Gong may have acted on it (the refresh token may be spent).
         :raises GongError: the refresh was refused or never sent (the refresh token is unspent).
@@ -165,8 +168,9 @@ class TokenEndpoint:
 
 def token_lifetime(expires_in: Any) -> float:
     """
-    Seconds an access token is good for, from the answer's ``expires_in`` (a number, a numeric
-    string, or missing: :data:`DEFAULT_LIFETIME`).
+    Return the seconds an access token is good for, from the answer's ``expires_in``.
+
+    ``expires_in`` is a number, a numeric string, or missing (then :data:`DEFAULT_LIFETIME`).
     """
     try:
         seconds = float(expires_in)
@@ -184,8 +188,10 @@ def _json_or_none(response: requests.Response) -> Any:
 
 def masked_forms(secret: str) -> list[str]:
     """
-    The forms a secret takes in the text Airflow's masker sees: raw, and URL-encoded as it is in the
-    token request's query string (the refresh token's ``/``, ``+`` and ``=`` are escaped there).
+    Return the forms a secret takes in the text Airflow's masker sees.
+
+    Raw, and URL-encoded as it is in the token request's query string (the refresh token's ``/``, ``+``
+    and ``=`` are escaped there).
     """
     return list(dict.fromkeys([secret, quote(secret, safe=""), quote(secret, safe="").replace("%20", "+")]))
 
@@ -197,9 +203,11 @@ _QUERY_SECRET = re.compile(r"((?:refresh_token|access_token|code)=)[^&\s\"']+")
 
 class _QuerySecretFilter(logging.Filter):
     """
-    urllib3 logs each request line at DEBUG, query string included, and Gong wants the refresh token
-    in the query string. Airflow's masker covers task logs (the hook registers every token with it);
-    this covers every other handler (a script's, pytest's).
+    Mask the secrets of query strings in log records, for the handlers Airflow's masker does not cover.
+
+    urllib3 logs each request line at DEBUG, query string included, and Gong wants the refresh token in
+    the query string. Airflow's masker covers task logs (the hook registers every token with it); this
+    covers every other handler (a script's, pytest's).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

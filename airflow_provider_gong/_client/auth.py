@@ -37,8 +37,9 @@ class _HeaderAuth(AuthBase):
     @property
     def credential(self) -> str:
         """
-        The part after the scheme: what Airflow's log masker must learn (base64 of key:secret is
-        as good as the secret itself).
+        The part after the scheme: what Airflow's log masker must learn.
+
+        The base64 of key:secret is as good as the secret itself.
         """
         return self.header.split(" ", 1)[1]
 
@@ -94,8 +95,9 @@ class OAuthAuth(AuthBase):
 
     def renew(self, rejected: AccessToken | None = None) -> AccessToken:
         """
-        A valid token (cheap while the one held is valid); after a 401 (``rejected``), the one
-        another task stored since, or a fresh one.
+        Return a valid token; cheap while the one held is valid.
+
+        After a 401 (``rejected``): the one another task stored since, or a fresh one.
         """
         token = self.oauth.reauthorize(rejected) if rejected else self.oauth.token()
         self._token = token

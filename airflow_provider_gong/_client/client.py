@@ -77,9 +77,10 @@ class GongClient:
     @cached_property
     def oauth(self) -> OAuthClient:
         """
-        An OAuth connection's token source: refresh-or-reuse on the token store every task of the
-        connection shares (the quota's backend). Every token it learns is masked and redacted before
-        it is used.
+        An OAuth connection's token source: refresh-or-reuse on a shared token store.
+
+        The store is the one every task of the connection shares (the quota's backend). Every token it
+        learns is masked and redacted before it is used.
         """
         settings = self.settings
         client_id, client_secret, refresh_token = settings.oauth_credentials()
@@ -122,8 +123,9 @@ class GongClient:
     @property
     def base_url(self) -> str:
         """
-        The connection's host, or for OAuth the ``api_base_url_for_customer`` that came with the
-        access token (Gong refuses the token on any other host).
+        The connection's host, or for OAuth the access token's ``api_base_url_for_customer``.
+
+        For OAuth it is the one that came with the access token: Gong refuses the token on any other host.
         """
         settings = self.settings
         if settings.auth_type == "oauth":
@@ -136,9 +138,11 @@ class GongClient:
     @cached_property
     def limiter(self) -> QuotaLimiter:
         """
-        Paces and counts the calls on state every task of the Gong account shares: the account (host
-        + credential identity), not the connection id or the task, is what Gong's quota belongs to. For
-        OAuth that is the token's API host and the client id, never the rotating access token.
+        Paces and counts the calls on state every task of the Gong account shares.
+
+        The account (host + credential identity), not the connection id or the task, is what Gong's quota
+        belongs to. For OAuth that is the token's API host and the client id, never the rotating access
+        token.
         """
         settings = self.settings
         if settings.auth_type == "oauth":
@@ -196,7 +200,7 @@ class GongClient:
 
     def _policy(self, max_attempts: int) -> Retrying:
         """
-        The retry policy for ``max_attempts``, built once per client instead of once per call.
+        Return the retry policy for ``max_attempts``, built once per client instead of once per call.
 
         Sharing one ``Retrying`` is safe: tenacity keeps each call's state in a ``RetryCallState`` of
         its own and its statistics in thread-local storage, so calls from many threads do not mix.
@@ -288,5 +292,5 @@ class GongClient:
 
 @functools.lru_cache(maxsize=16)
 def _customer_base_url(url: str) -> str:
-    """An OAuth token's ``api_base_url_for_customer``, in the form the client sends calls to."""
+    """Return an OAuth token's ``api_base_url_for_customer``, in the form the client sends calls to."""
     return normalise_base_url(url)

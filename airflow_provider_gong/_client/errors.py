@@ -37,7 +37,7 @@ _NOT_SENT = (
 
 
 def json_or_none(response: requests.Response) -> Any:
-    """The decoded body; ``{}`` for an empty one; None when it is not JSON."""
+    """Return the decoded body; ``{}`` for an empty one; None when it is not JSON."""
     if not response.content:
         return {}
     try:
@@ -87,8 +87,10 @@ def status_error(
     response: requests.Response, operation: str, *, idempotent: bool, max_retry_wait: float
 ) -> GongError:
     """
-    The error for a non-2xx answer. A 429 is retryable when Gong's wait is within
-    ``max_retry_wait``; a 5xx to a create is "may exist"; a gateway error to anything else is retried.
+    Return the error for a non-2xx answer.
+
+    A 429 is retryable when Gong's wait is within ``max_retry_wait``; a 5xx to a create is "may exist";
+    a gateway error to anything else is retried.
     """
     status = response.status_code
     body = json_or_none(response) or {}
@@ -118,7 +120,11 @@ def status_error(
 
 
 def not_json_error(status: int, operation: str, *, idempotent: bool, base_url: str) -> GongError:
-    """A 2xx whose body is not JSON: most likely a host that is not Gong's API (a proxy's page)."""
+    """
+    Return the error for a 2xx whose body is not JSON.
+
+    Most likely a host that is not Gong's API answered (a proxy's page).
+    """
     message = (
         f"{operation} answered HTTP {status} with a body that is not JSON; "
         f"{base_url} is probably not Gong's API (check the connection's host)"

@@ -38,7 +38,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def never_sent(exc: requests.RequestException) -> bool:
-    """True when the request provably did not reach Gong (so even a create may be re-sent)."""
+    """Return True when the request provably did not reach Gong (so even a create may be re-sent)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
     if isinstance(exc, requests.ConnectionError) and exc.args:
@@ -74,9 +74,10 @@ def _log_retry(state: RetryCallState) -> None:
 
 def retrying(*, max_attempts: int, max_wait: float, sleep: Callable[[float], None] = time.sleep) -> Retrying:
     """
-    A tenacity policy: retry only errors marked ``retryable``; wait ``retry_after`` when Gong gave
-    one (429), else exponential backoff with jitter; give up after ``max_attempts`` and re-raise the
-    last typed error.
+    Return a tenacity policy that retries only errors marked ``retryable``.
+
+    It waits ``retry_after`` when Gong gave one (429), else exponential backoff with jitter; it gives up
+    after ``max_attempts`` and re-raises the last typed error.
     """
     return Retrying(
         retry=retry_if_exception(_is_retryable),

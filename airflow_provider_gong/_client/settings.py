@@ -83,13 +83,13 @@ class GongSettings(BaseModel):
         return self.deadline if self.deadline is not None else self.connect_timeout + self.timeout
 
     def secret(self, name: str) -> str | None:
-        """The plain value of a secret field (None when unset): read where it is sent, nowhere else."""
+        """Return the plain value of a secret field (None when unset): read where it is sent, nowhere else."""
         value: SecretStr | None = getattr(self, name)
         return value.get_secret_value() if value else None
 
     def static_auth(self) -> BasicAuth | BearerAuth:
         """
-        The Basic or Bearer auth of a connection that carries its credential itself.
+        Return the Basic or Bearer auth of a connection that carries its credential itself.
 
         Built (and so checked) before any row of a batch is touched, so that a credential that cannot be
         sent fails the task once instead of every row (and never appears in requests' error text).
@@ -104,13 +104,14 @@ class GongSettings(BaseModel):
         return BasicAuth(self.secret("access_key"), self.secret("access_key_secret"))
 
     def authorization(self) -> str:
-        """The Authorization header value of a Basic or Bearer connection."""
+        """Return the Authorization header value of a Basic or Bearer connection."""
         return self.static_auth().header
 
     def oauth_credentials(self) -> tuple[str, str, str]:
         """
-        (client id, client secret, refresh token) of an OAuth connection, checked before any call:
-        login and password hold the OAuth app's client id and secret, the extras the refresh token.
+        Return (client id, client secret, refresh token) of an OAuth connection, checked before any call.
+
+        Login and password hold the OAuth app's client id and secret, the extras the refresh token.
         """
         missing = [
             name
@@ -170,7 +171,7 @@ class ConnectionFields(Protocol):
 
 def settings_from_connection(conn: ConnectionFields, overrides: Mapping[str, Any]) -> GongSettings:
     """
-    Connection fields and extras, over the defaults, under the hook's keyword overrides.
+    Return the connection fields and extras, over the defaults, under the hook's keyword overrides.
 
     ``auth_type`` ``auto`` (or none) picks OAuth when a refresh token is set, else Bearer when an
     access token is, else Basic.

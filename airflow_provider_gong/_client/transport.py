@@ -78,7 +78,11 @@ def _attach(sock: Any) -> None:
 
 
 def _sent(sock: Any) -> None:
-    """The request has been written (urllib3 asks for the answer right after); see QuotaLimiter.sent."""
+    """
+    Note that the request has been written (urllib3 asks for the answer right after).
+
+    See QuotaLimiter.sent.
+    """
     call: _Call | None = getattr(_local, "call", None)
     if call is not None:
         call.sent_at = time.monotonic()
@@ -220,9 +224,10 @@ class DeadlineAdapter(HTTPAdapter):
 
     def _pool_for(self, session: requests.Session, url: str) -> Any:
         """
-        The pool requests will send ``url`` through, looked up once per pool rather than per call
-        (building a request to ask for it cost ~0.1 ms a call). :meth:`close` forgets it with the pools
-        it drops (the client drops its connections after an unusable answer). The session's TLS and proxy
+        Return the pool requests will send ``url`` through, looked up once per pool rather than per call.
+
+        Building a request to ask for it cost ~0.1 ms a call. :meth:`close` forgets it with the pools it
+        drops (the client drops its connections after an unusable answer). The session's TLS and proxy
         settings are read once per session (:func:`pin_environment`), so they cannot change under it.
         """
         pools: dict[str, Any] = self.__dict__.setdefault("_preconnect_pools", {})
@@ -237,9 +242,11 @@ class DeadlineAdapter(HTTPAdapter):
 
     def close(self) -> None:
         """
-        Drop every pooled connection. urllib3's ``clear()`` only forgets its pools, leaving their
-        sockets to the garbage collector; the client calls this after an answer it could not use, so
-        close them now, and forget the pool :meth:`preconnect` looked up.
+        Drop every pooled connection.
+
+        urllib3's ``clear()`` only forgets its pools, leaving their sockets to the garbage collector; the
+        client calls this after an answer it could not use, so close them now, and forget the pool
+        :meth:`preconnect` looked up.
         """
         for pool in self.__dict__.pop("_preconnect_pools", {}).values():
             pool.close()
@@ -249,8 +256,9 @@ class DeadlineAdapter(HTTPAdapter):
     @contextlib.contextmanager
     def deadline(seconds: float) -> Iterator[_Call]:
         """
-        Bound the HTTP call made inside this block to ``seconds`` in total; yields the call (whose
-        ``sent_at`` says when its request was written out).
+        Bound the HTTP call made inside this block to ``seconds`` in total.
+
+        Yields the call (whose ``sent_at`` says when its request was written out).
 
         :raises DeadlineExceeded: when the deadline fired, whether the call failed because of it or
             seemed to succeed: a socket shut down inside the header block reads as the end of the

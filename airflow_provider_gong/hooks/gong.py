@@ -69,8 +69,9 @@ class GongHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """
-        The connection form's relabeled and hidden fields, for Airflow 3.1 only: 3.1 asks the hook,
-        3.2+ reads the same block from ``get_provider_info()`` and then never calls this.
+        Return the connection form's relabeled and hidden fields, for Airflow 3.1 only.
+
+        3.1 asks the hook; 3.2+ reads the same block from ``get_provider_info()`` and then never calls this.
         """
         from airflow_provider_gong._compat import hook_ui_field_behaviour
 
@@ -163,8 +164,10 @@ class GongHook(BaseHook):
 
     def quota_status(self) -> dict[str, Any]:
         """
-        Today's use of the account's daily budget, as every task that shares it counted it (``used``,
-        ``budget``, ``left``, ``resets_at``), for a log line at the start of a batch. Makes no Gong call.
+        Return today's use of the account's daily budget, as every task that shares it counted it.
+
+        Its keys are ``used``, ``budget``, ``left`` and ``resets_at``; for a log line at the start of a
+        batch. Makes no Gong call.
 
         :raises GongError: the quota store cannot be read.
         """
@@ -186,7 +189,7 @@ class GongHook(BaseHook):
         )
 
     def get_conn(self) -> requests.Session:
-        """The configured session (Airflow's hook protocol)."""
+        """Return the configured session (Airflow's hook protocol)."""
         return self.session
 
     def close(self) -> None:
@@ -198,7 +201,9 @@ class GongHook(BaseHook):
 
     def create_meeting(self, meeting: Meeting) -> MeetingResult:
         """
-        POST /v2/meetings. Not idempotent, so its failures come in exactly two kinds:
+        Create a meeting: POST /v2/meetings.
+
+        Not idempotent, so its failures come in exactly two kinds:
 
         - :class:`GongMeetingMayExistError`: Gong may have created the meeting (lost, late, garbled or
           5xx answer, or any error this code did not foresee). Never re-send it automatically.

@@ -21,8 +21,10 @@ Row = tuple[Any, ...]
 
 class Moment(NamedTuple):
     """
-    The store's clocks, read while the key's row is locked, so that a caller who queued for the
-    lock decides from the real now, not from when it started waiting.
+    The store's clocks, read while the key's row is locked.
+
+    Reading them then means a caller who queued for the lock decides from the real now, not from when
+    it started waiting.
     """
 
     #: seconds on the clock schedules run on, the same for every process of the store
@@ -66,8 +68,9 @@ class Table(Generic[S]):
 
     def written(self, labels: Row) -> Row:
         """
-        ``labels`` checked against the table's label columns, so that a missing one fails loudly
-        instead of shifting every column it precedes.
+        Return ``labels`` checked against the table's label columns.
+
+        A missing one then fails loudly instead of shifting every column it precedes.
         """
         if len(labels) != len(self.labels):
             raise ValueError(f"table {self.name} takes labels {self.labels}, got {len(labels)} value(s)")

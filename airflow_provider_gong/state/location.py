@@ -21,9 +21,10 @@ def locate(
     backend: str, *, quota_dir: str | None, quota_conn_id: str | None, filename: str
 ) -> tuple[Literal["memory", "local", "sql"], str]:
     """
-    Where a connection's ``quota_backend`` extras put shared state: ``("local", absolute path of
-    filename in quota_dir)`` (default ``$AIRFLOW_HOME/gong_quota``), ``("sql", quota_conn_id)`` or
-    ``("memory", "")``.
+    Return where a connection's ``quota_backend`` extras put shared state.
+
+    That is ``("local", absolute path of filename in quota_dir)`` (default ``$AIRFLOW_HOME/gong_quota``),
+    ``("sql", quota_conn_id)`` or ``("memory", "")``.
 
     :raises GongValidationError: an unknown backend, or ``sql`` without ``quota_conn_id``.
     """
@@ -43,16 +44,19 @@ def locate(
 
 def default_state_dir() -> Path:
     """
-    ``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees (AIRFLOW_HOME's own
-    default is ``~/airflow``).
+    Return ``$AIRFLOW_HOME/gong_quota``: a directory every task on the machine sees.
+
+    AIRFLOW_HOME's own default is ``~/airflow``.
     """
     return Path(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")) / "gong_quota"
 
 
 class StoreRegistry(Generic[S]):
     """
-    The process-wide stores of one kind of record: one per file or database, so that every hook of
-    the process shares its connection (and its thread lock) instead of opening one of its own.
+    The process-wide stores of one kind of record: one per file or database.
+
+    Every hook of the process then shares its connection (and its thread lock) instead of opening one of
+    its own.
 
     :param filename: the record's file in the ``local`` backend's directory.
     :param memory: the one store behind ``quota_backend="memory"``.
@@ -77,7 +81,7 @@ class StoreRegistry(Generic[S]):
     def get(
         self, backend: str, *, quota_dir: str | None = None, quota_conn_id: str | None = None
     ) -> StateStore[S]:
-        """The store for a connection's extras (see :func:`locate`)."""
+        """Return the store for a connection's extras (see :func:`locate`)."""
         kind, where = locate(
             backend, quota_dir=quota_dir, quota_conn_id=quota_conn_id, filename=self.filename
         )

@@ -11,8 +11,10 @@ from airflow_provider_gong.state.base import Change, Moment, Row, S, StateStore,
 
 class MemoryStore(StateStore[S]):
     """
-    A dict under a process lock. Rows are kept encoded, as a database keeps them, so the record a
-    change is handed is always a fresh one.
+    A dict under a process lock.
+
+    Rows are kept encoded, as a database keeps them, so the record a change is handed is always a fresh
+    one.
 
     :param clock: the pace clock (injectable so tests need no wall time).
     :param wall: seconds since the epoch (injectable likewise).

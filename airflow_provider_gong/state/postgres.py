@@ -1,6 +1,7 @@
 """
-Records in a PostgreSQL table reached through an Airflow connection (``quota_backend="sql"``), for
-workers on several machines.
+Records in a PostgreSQL table reached through an Airflow connection (``quota_backend="sql"``).
+
+For workers on several machines.
 
 PostgreSQL, not any common-sql database: the row lock (``SELECT ... FOR UPDATE``) that queues the
 workers and the server's clock that they all agree on are what make the state shared.
@@ -20,8 +21,9 @@ from airflow_provider_gong.state.base import Change, Moment, Row, S, StateStore,
 
 def open_postgres(conn_id: str, table: str, columns: str, *, needed_by: str) -> Any:
     """
-    A DB-API connection (autocommit off) to the PostgreSQL database of Airflow connection
-    ``conn_id``, with ``table`` (``columns``: its SQL column list) in it.
+    Open a DB-API connection (autocommit off) to the PostgreSQL database of Airflow connection ``conn_id``.
+
+    ``table`` (``columns``: its SQL column list) is in it.
 
     :param needed_by: what needs it, for the message when ``conn_id`` is not PostgreSQL (e.g.
         "quota_backend 'sql'"): the state relies on ``SELECT ... FOR UPDATE`` and the server's clock.
@@ -54,7 +56,7 @@ def open_postgres(conn_id: str, table: str, columns: str, *, needed_by: str) -> 
 
 
 def row_values(row: Any) -> tuple[Any, ...]:
-    """A row as a tuple, also from a connection whose extras ask for dict rows."""
+    """Return a row as a tuple, also from a connection whose extras ask for dict rows."""
     return tuple(row.values()) if hasattr(row, "values") else tuple(row)
 
 

@@ -30,8 +30,9 @@ def open_sqlite(
     private: bool = False,
 ) -> sqlite3.Connection:
     """
-    A connection to the state file ``path`` with ``table`` (``columns``: its SQL column list)
-    in it, in autocommit mode so that :func:`sqlite_write_lock` decides the transactions.
+    Open a connection to the state file ``path`` with ``table`` (``columns``: its SQL column list) in it.
+
+    Autocommit mode, so that :func:`sqlite_write_lock` decides the transactions.
 
     WAL lets readers go on while one process writes; ``timeout`` is how long a process waits for
     another's lock (SQLite's busy handler). ``synchronous``: ``NORMAL`` survives any process crash
@@ -54,9 +55,10 @@ def open_sqlite(
 @contextlib.contextmanager
 def sqlite_write_lock(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """
-    One transaction that takes SQLite's write lock before anything is read (``BEGIN
-    IMMEDIATE``): two processes can never both read the same state and both write a change of it.
-    Commits on success; rolls back on any exception, including a kill signal's.
+    Run one transaction that takes SQLite's write lock before anything is read (``BEGIN IMMEDIATE``).
+
+    Two processes can never both read the same state and both write a change of it. Commits on success;
+    rolls back on any exception, including a kill signal's.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:

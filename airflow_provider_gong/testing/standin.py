@@ -75,6 +75,8 @@ class Fault:
 
 @dataclass
 class Created:
+    """A meeting the stand-in created, kept so that tests can count and inspect what was sent to it."""
+
     meeting_id: str
     payload: dict[str, Any]
     at: float = field(default_factory=time.time)
@@ -222,8 +224,10 @@ class GongStandIn:
 
     def connection(self, *, auth: str = "basic", **extra: Any) -> dict[str, Any]:
         """
-        An Airflow connection (JSON form) pointing at this server. ``auth="oauth"``: login/password
-        are the OAuth client, the extras hold the refresh token and this server's token endpoint.
+        Return an Airflow connection (JSON form) pointing at this server.
+
+        ``auth="oauth"``: login/password are the OAuth client, the extras hold the refresh token and this
+        server's token endpoint.
         """
         conn: dict[str, Any] = {"conn_type": "gong", "host": self.url, "extra": dict(extra)}
         if auth == "bearer":
@@ -279,7 +283,7 @@ class GongStandIn:
     # -- request handling -------------------------------------------------------------------------
 
     def _take_fault(self, method: str, path: str, *, explicit: bool = False) -> Fault | None:
-        """The next fault for this request; ``explicit``: only one whose ``match`` names it."""
+        """Take the next fault for this request; ``explicit``: only one whose ``match`` names it."""
         with self.lock:
             for fault in self._faults:
                 if (fault.match is None and not explicit) or (
@@ -293,9 +297,10 @@ class GongStandIn:
 
     def _over_rate(self) -> bool:
         """
-        Gong's limit as a token bucket (``rate`` tokens/s, bursts of ``rate``): a client paced
-        evenly at the rate never sees a 429, whatever the timing jitter. ``strict_window`` instead
-        allows at most ``rate`` calls in any sliding second (a harsher reading of "3 calls/s").
+        Gong's limit as a token bucket (``rate`` tokens/s, bursts of ``rate``).
+
+        A client paced evenly at the rate never sees a 429, whatever the timing jitter. ``strict_window``
+        instead allows at most ``rate`` calls in any sliding second (a harsher reading of "3 calls/s").
         """
         if not self.rate_limit_per_second:
             return False
@@ -495,7 +500,7 @@ class GongStandIn:
     # -- OAuth ------------------------------------------------------------------------------------------
 
     def issue_refresh_token(self) -> str:
-        """A new valid refresh token, as an admin's new authorisation of the app gives one."""
+        """Issue a new valid refresh token, as an admin's new authorisation of the app gives one."""
         with self.lock:
             token = _token_text()
             self.refresh_tokens.add(token)
@@ -507,7 +512,7 @@ class GongStandIn:
             self.issued.clear()
 
     def oauth_counters(self) -> dict[str, int]:
-        """``refreshes``, ``invalid_grant``, ``invalid_client`` and ``expired`` (API calls refused)."""
+        """Return ``refreshes``, ``invalid_grant``, ``invalid_client`` and ``expired`` (API calls refused)."""
         with self.lock:
             return {
                 "refreshes": self.oauth_refreshes,
@@ -518,9 +523,10 @@ class GongStandIn:
 
     def _token_endpoint(self, method: str, headers: Any, body: bytes, query: str) -> Answer:
         """
-        Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``: the grant in
-        the query string (as Gong documents it) or a form body, the client as Basic auth. Each refresh
-        token works once. Faults apply only when their ``match`` names this path.
+        Serve Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``.
+
+        The grant in the query string (as Gong documents it) or a form body, the client as Basic auth.
+        Each refresh token works once. Faults apply only when their ``match`` names this path.
         """
         fault = self._take_fault(method, TOKEN_PATH, explicit=True)
         if fault and fault.kind == "status":
@@ -652,7 +658,7 @@ def _response(status: int, body: bytes, headers: dict[str, str]) -> bytes:
 
 
 def _token_text() -> str:
-    """A refresh token with ``+``, ``/`` and ``=`` in it, so clients must URL-encode it to send it."""
+    """Return a refresh token with ``+``, ``/`` and ``=`` in it, so clients must URL-encode it to send it."""
     return "grt/" + base64.b64encode(secrets.token_bytes(30)).decode() + "=="
 
 
@@ -706,9 +712,11 @@ def _meeting_problems(data: Any) -> list[str]:
 
 def max_in_sliding_window(times: list[float], window: float = 1.0) -> int:
     """
-    Most calls inside any half-open window [t, t + window): what ``strict_window`` mode (and a
-    strict server) compares with its limit; it refuses a call when ``limit`` calls came less than
-    1 s before. For tests and benchmarks that check a client's pacing from the server's side.
+    Return the most calls inside any half-open window [t, t + window).
+
+    That is what ``strict_window`` mode (and a strict server) compares with its limit; it refuses a call
+    when ``limit`` calls came less than 1 s before. For tests and benchmarks that check a client's pacing
+    from the server's side.
     """
     ordered = sorted(times)
     most, start = 0, 0
