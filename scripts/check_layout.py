@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "_compat", "exceptions"),  # metadata, Airflow shims, the public errors
     ("rules", "meetings", "pacing", "_dialect", "state", "links", "testing"),  # models and plumbing
     ("_client.transport", "_client.retry", "_client.redact", "_client.errors"),  # HTTP plumbing
-    ("quota", "oauth", "token_endpoint"),  # what the quota and the OAuth chain keep
+    ("quota", "oauth", "token_endpoint", "token_store"),  # what the quota and the OAuth chain keep
     ("_client",),  # settings, auth and the client that composes them
     ("hooks", "deferral", "lineage"),  # Airflow's face of the client
     ("sync",),  # the batch engine

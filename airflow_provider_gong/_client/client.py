@@ -28,8 +28,9 @@ from airflow_provider_gong._client.retry import retrying
 from airflow_provider_gong._client.settings import GongSettings, normalise_base_url
 from airflow_provider_gong._client.transport import DeadlineAdapter, new_session
 from airflow_provider_gong.exceptions import GongError, GongQuotaExhaustedError
-from airflow_provider_gong.oauth import OAuthClient, masked_forms, token_store_for
+from airflow_provider_gong.oauth import OAuthClient, masked_forms
 from airflow_provider_gong.quota import Grant, QuotaLimiter, account_key, store_for
+from airflow_provider_gong.token_store import token_store_for
 
 
 class GongClient:

@@ -28,14 +28,16 @@ from airflow_provider_gong.exceptions import (
 )
 from airflow_provider_gong.links import MEETING_URL_KEY, GongMeetingLink
 from airflow_provider_gong.operators import _exactly_once
+
+# Re-exported: the XCom keys and outcomes are documented under this module.
 from airflow_provider_gong.operators._exactly_once import (
-    CREATED,
-    MEETING_ID_KEY,
-    OUTCOME_KEY,
-    REJECTED,
-    SENDING,
-    STATE_KEY,
-    UNKNOWN,
+    CREATED as CREATED,
+    MEETING_ID_KEY as MEETING_ID_KEY,
+    OUTCOME_KEY as OUTCOME_KEY,
+    REJECTED as REJECTED,
+    SENDING as SENDING,
+    STATE_KEY as STATE_KEY,
+    UNKNOWN as UNKNOWN,
 )
 from airflow_provider_gong.operators._fields import MeetingFieldsOperator
 
@@ -44,20 +46,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_gong.lineage import Lineage
     from airflow_provider_gong.meetings import Meeting, MeetingResult
-
-__all__ = [
-    "CREATED",
-    "MEETING_ID_KEY",
-    "OUTCOME_KEY",
-    "REJECTED",
-    "SENDING",
-    "STATE_KEY",
-    "UNKNOWN",
-    "GongCreateMeetingOperator",
-    "GongDeleteMeetingOperator",
-    "GongMeetingIntegrationStatusOperator",
-    "GongUpdateMeetingOperator",
-]
 
 
 class GongCreateMeetingOperator(MeetingFieldsOperator):

@@ -36,8 +36,7 @@ from airflow_provider_gong.exceptions import (
     GongRateLimitError,
     GongValidationError,
 )
-from airflow_provider_gong.sync.guard import DeleteGuard
-from airflow_provider_gong.sync.guard import max_deletes as _max_deletes
+from airflow_provider_gong.sync.guard import DeleteGuard, max_deletes as _max_deletes
 from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, SYNC_MODES
 from airflow_provider_gong.sync.progress import IDLE, log_quota, problems, so_far
 
@@ -64,14 +63,13 @@ class SqlToGongMeetingsOperator(BaseOperator):
     Create a Gong meeting for every row of a warehouse table, exactly once per row.
 
     With ``sync_mode`` "upsert" or "mirror", also keep those meetings in step with the rows (PUT when
-    a row changed, DELETE when it is cancelled or, in mirror mode, gone).
-
-    How a row travels, what the ledger holds and which problems fail what: see this module's docstring.
+    a row changed, DELETE when it is cancelled or, in mirror mode, gone). How a row travels, what the
+    ledger holds and which problems fail what: see this module's docstring.
 
     :param sql_conn_id: any common-sql connection (templated).
     :param table: source table, ``name`` or ``schema.name`` (templated). Or give ``sql``.
-    :param sql: a SELECT whose rows are the meetings (templated); it is wrapped as a subquery. Write
-        it as in any SQL client (``LIKE 'a%'`` needs no escaping on any driver).
+    :param sql: a SELECT whose rows are the meetings (templated), wrapped as a subquery; written as in
+        any SQL client (``LIKE 'a%'`` needs no escaping on any driver).
     :param columns: meeting field -> column, merged over :data:`DEFAULT_COLUMNS`. The key column must
         be unique and orderable; keys are compared as text (``str(value)``, at most 255 characters).
         When ``external_id`` is missing or NULL, the row key is sent as Gong's ``externalId`` so a
@@ -94,8 +92,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         are reported as ``pending`` for reconciliation. Default 600.
     :param sync_mode: "create" (default: only create), "upsert" (also update changed rows and delete
         cancelled ones) or "mirror" (upsert, and delete meetings whose row left the source). Templated.
-    :param dry_run: compute and return the plan (counts, samples, Gong calls, quota share) without any
-        Gong call or ledger write (templated).
+    :param dry_run: return the plan (counts, samples, Gong calls, quota share); no call, no write (templated).
     :param max_deletes: the most meetings one run may delete: a count (e.g. 25) or a fraction of the
         ledger's live meetings (default 0.1). A run over it fails before any call; a source with no rows
         never deletes (templated).
@@ -110,12 +107,11 @@ class SqlToGongMeetingsOperator(BaseOperator):
     :param lease_seconds: one run works a ledger at a time, under a lease it renews while it works
         (``<ledger>_lock``; see docs/design/0001-claims-without-enforced-keys.md). A run that dies
         without a word keeps the ledger this long after its last renewal. Default 120.
-    :param lease_wait_seconds: how long a run waits for another live run's lease. If that run still
-        holds it then, this run ends successfully without touching a row: one log line names the
-        holder and the summary has ``ledger_busy``. Default 150 (longer than a lease, so a crashed
-        holder never makes the next run give up).
-    :param progress_every_rows: log progress every N rows ...
-    :param progress_every_seconds: ... or every T seconds, whichever comes first.
+    :param lease_wait_seconds: how long a run waits for another live run's lease; if still held then,
+        this run ends successfully without touching a row (one log line names the holder; summary key
+        ``ledger_busy``). Default 150: longer than a lease, so a crashed holder never stops the next run.
+    :param progress_every_rows: log progress every N rows, or ``progress_every_seconds``, whichever first.
+    :param progress_every_seconds: see ``progress_every_rows``.
     """
 
     template_fields: Sequence[str] = (

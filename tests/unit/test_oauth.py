@@ -21,23 +21,21 @@ from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.oauth import (
     DEFAULT_TOKEN_URL,
-    LOCAL_FILE,
-    MemoryTokenStore,
-    OAuthClient,
-    SQLiteTokenStore,
-    TokenStore,
-    chain_key,
-)
-from airflow_provider_gong.oauth import (
     GongRefreshTokenError as RefreshTokenError,
-)
-from airflow_provider_gong.oauth import (
     GongTokenRefreshLostError as RefreshLostError,
+    OAuthClient,
 )
 from airflow_provider_gong.quota import account_key
 from airflow_provider_gong.state import Moment
 from airflow_provider_gong.testing import GongStandIn
 from airflow_provider_gong.testing.standin import TOKEN_PATH
+from airflow_provider_gong.token_store import (
+    LOCAL_FILE,
+    MemoryTokenStore,
+    SQLiteTokenStore,
+    TokenStore,
+    chain_key,
+)
 from tests.dates import SOON
 
 CLIENT_SECRET = "oauth-Client-Secret-5150"
