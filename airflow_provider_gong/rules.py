@@ -16,6 +16,7 @@ first occurrence, the earlier instant.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 import zoneinfo
 from typing import Any
@@ -66,6 +67,12 @@ class MeetingLimits(BaseModel):
         if isinstance(value, MeetingLimits):
             return value
         return cls.model_validate(value)
+
+
+#: What a top-level domain in the DNS root looks like: letters only (``com``, ``io``), at least two, or
+#: an internationalised one in its ASCII form (``xn--p1ai``). email-validator lets ``a@example.c`` and
+#: ``a@example.1a`` through, but no such domain can exist: an invitation there could never arrive.
+_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}", re.IGNORECASE)
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
@@ -174,6 +181,12 @@ def normalise_email(value: Any, what: str) -> str:
         )
     except email_validator.EmailNotValidError as exc:
         raise ValueError(f"{what} {shown(text)} is not a valid email address: {exc}") from None
+    tld = info.ascii_domain.rpartition(".")[2]
+    if not _TLD.fullmatch(tld):
+        raise ValueError(
+            f"{what} {shown(text)} is not a valid email address: no top-level domain is {shown(tld)} "
+            "(they are two or more letters, or xn--... for an internationalised one)"
+        )
     return str(info.ascii_email)
 
 

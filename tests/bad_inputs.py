@@ -79,6 +79,8 @@ def _email_cases(field: str) -> list[Bad]:
         "non_ascii_local": "ü@x.com",
         "double_dot_domain": "a@x..com",
         "trailing_dot_domain": "a@x.com.",
+        "one_letter_tld": "a@example.c",  # no top-level domain has one letter
+        "tld_starting_with_a_digit": "a@example.1a",
         "numeric_tld": "a@x.123",
         "angle_brackets": "<a@x.com>",
         "display_name_form": "Rep <rep@acme.com>",

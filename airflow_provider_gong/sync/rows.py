@@ -100,7 +100,7 @@ class RowReader:
                 organizer_email=fields["organizer_email"],
                 invitees=fields["invitees"],
                 title=fields["title"],
-                external_id=external_id if external_id not in (None, "") else key,
+                external_id=key if _blank(external_id) else external_id,
                 timezone=self.timezone,
                 limits=self.limits,
             )
@@ -118,3 +118,8 @@ def check_columns(names: list[str], columns: Mapping[str, str]) -> None:
             f"source has no column {', '.join(missing)}; columns are {sorted(present)}. "
             "Map them with columns={...}."
         )
+
+
+def _blank(value: Any) -> bool:
+    """NULL, empty or only whitespace: no ID of the user's, so the row key is sent (as documented)."""
+    return value is None or (isinstance(value, str) and not value.strip())

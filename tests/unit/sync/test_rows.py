@@ -28,6 +28,17 @@ def test_a_good_row_is_a_meeting_with_its_key_as_external_id():
     assert facts.fingerprint == row.meeting.fingerprint()
 
 
+@pytest.mark.parametrize(
+    ("external_id", "sent"), [("", "7"), ("   ", "7"), ("\t\n", "7"), (" crm-9 ", "crm-9")]
+)
+def test_a_blank_external_id_sends_the_row_key(external_id, sent):
+    """The docs promise the row key whenever ``external_id`` is empty; spaces are empty too."""
+    (row,) = reader().read(NAMES, [(*GOOD[:6], external_id, None)])
+    assert row.problem is None
+    assert row.meeting is not None and row.meeting.external_id == sent
+    assert row.meeting.to_payload()["externalId"] == sent
+
+
 def test_a_bad_row_carries_its_problem_and_no_fingerprint():
     bad = (
         8,
