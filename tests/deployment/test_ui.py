@@ -367,15 +367,21 @@ def _xcom_value(page: Any, key: str, shown: str = r"\S") -> str:
         expect(cell).to_have_text(re.compile(shown))
     except AssertionError as exc:  # not a wrong value: the value never appeared
         raise RuntimeError(f"the XCom tab never showed a value for {key}: {exc}") from None
-    return str(cell.inner_text()).replace("Copy", "").strip()
+    # The JSON view indents with no-break spaces.
+    return str(cell.inner_text()).replace("\xa0", " ").replace("Copy", "").strip()
 
 
-def test_xcom_tab_shows_the_link_and_the_meeting_in_the_share_line(walk: Walk):
+def test_xcom_tab_shows_the_url_the_return_value_and_the_share_line(walk: Walk):
     meeting_id, meeting_url = _created_meeting(walk)
     page = _xcom_tab(walk, "create_meeting")
     url, outcome = _xcom_value(page, "meeting_url", "https://"), _xcom_value(page, "gong_outcome")
+    # The return value is a JSON tree, folded: "Expand all extra JSON" shows it, with the meeting ID
+    # as a string (exact: only a bare string of digits is turned into a number on its way to the UI).
+    page.get_by_role("button", name="Expand all extra JSON").click()
+    summary = _xcom_value(page, "return_value", "meeting_id")
     walk.shot("xcom-create-meeting")
     assert (url, outcome) == (meeting_url, "created")
+    assert f'"meeting_id": "{meeting_id}"' in summary, summary
     # A string that is not a bare number is shown as it is: the downstream task's line.
     page = _xcom_tab(walk, "share_link")
     line = _xcom_value(page, "return_value", "Gong meeting")
