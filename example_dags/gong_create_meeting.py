@@ -30,9 +30,19 @@ TOMORROW_AT_THE_HOUR = (
     doc_md=__doc__,
     tags=["gong", "example"],
     params={
-        "organizer_email": Param("rep@acme.com", type="string", format="idn-email"),
-        "invitees": Param(["buyer@client.com"], type="array"),
-        "title": Param("Discovery call", type="string"),
+        "gong_conn_id": Param(
+            "gong_default", type="string", description="The Gong connection (type gong) to create it with."
+        ),
+        "organizer_email": Param(
+            "rep@acme.com",
+            type="string",
+            format="idn-email",
+            description="The Gong user who hosts the meeting (must have a consent page in Gong).",
+        ),
+        "invitees": Param(
+            ["buyer@client.com"], type="array", description="The invitees' email addresses, one per line."
+        ),
+        "title": Param("Discovery call", type="string", description="The meeting title shown in Gong."),
     },
     render_template_as_native_obj=True,
 )
@@ -40,6 +50,7 @@ def gong_create_meeting() -> None:
     # [START howto_operator_gong_create_meeting]
     create = GongCreateMeetingOperator(
         task_id="create_meeting",
+        gong_conn_id="{{ params.gong_conn_id }}",
         # Tomorrow at the top of the hour, for 30 minutes (rendered as native datetimes). run_after is
         # set on every run; logical_date is not (a trigger from the UI, CLI or REST API may omit it).
         start_time=f"{{{{ {TOMORROW_AT_THE_HOUR} }}}}",

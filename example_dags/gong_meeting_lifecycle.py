@@ -36,8 +36,16 @@ IN_TWO_DAYS = "(dag_run.run_after + macros.timedelta(days=2)).replace(minute=0, 
     doc_md=__doc__,
     tags=["gong", "example"],
     params={
-        "organizer_email": Param("rep@acme.com", type="string", format="idn-email"),
-        "invitees": Param(["buyer@client.com"], type="array"),
+        "gong_conn_id": Param("gong_default", type="string", description="The Gong connection (type gong)."),
+        "organizer_email": Param(
+            "rep@acme.com",
+            type="string",
+            format="idn-email",
+            description="The Gong user who hosts the meeting (checked first: must have a consent page).",
+        ),
+        "invitees": Param(
+            ["buyer@client.com"], type="array", description="The invitees' email addresses, one per line."
+        ),
     },
     render_template_as_native_obj=True,
 )
@@ -45,6 +53,7 @@ def gong_meeting_lifecycle() -> None:
     # [START howto_operator_gong_integration_status]
     check_organizer = GongMeetingIntegrationStatusOperator(
         task_id="check_organizer",
+        gong_conn_id="{{ params.gong_conn_id }}",
         emails="{{ params.organizer_email }}",
         fail_on_invalid=True,  # fail, naming the organizer and Gong's fix link, before any create
     )
@@ -52,6 +61,7 @@ def gong_meeting_lifecycle() -> None:
 
     create = GongCreateMeetingOperator(
         task_id="create_meeting",
+        gong_conn_id="{{ params.gong_conn_id }}",
         start_time=f"{{{{ {IN_TWO_DAYS} }}}}",
         end_time=f"{{{{ {IN_TWO_DAYS} + macros.timedelta(minutes=30) }}}}",
         invitees="{{ params.invitees }}",
@@ -63,6 +73,7 @@ def gong_meeting_lifecycle() -> None:
     # [START howto_operator_gong_update_meeting]
     reschedule = GongUpdateMeetingOperator(
         task_id="reschedule_meeting",
+        gong_conn_id="{{ params.gong_conn_id }}",
         meeting_id="{{ ti.xcom_pull(task_ids='create_meeting', key='meeting_id') }}",
         # A PUT replaces the whole meeting: give every field, as for a create.
         start_time=f"{{{{ {IN_TWO_DAYS} + macros.timedelta(hours=1) }}}}",
@@ -77,6 +88,7 @@ def gong_meeting_lifecycle() -> None:
     # [START howto_operator_gong_delete_meeting]
     cancel = GongDeleteMeetingOperator(
         task_id="delete_meeting",
+        gong_conn_id="{{ params.gong_conn_id }}",
         meeting_id="{{ ti.xcom_pull(task_ids='create_meeting', key='meeting_id') }}",
         organizer_email="{{ params.organizer_email }}",  # Gong finds the meeting by its organizer
     )

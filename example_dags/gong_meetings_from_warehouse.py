@@ -41,7 +41,9 @@ from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperato
 
 @dag(
     dag_id="gong_meetings_from_warehouse",
-    schedule="0 6 * * *",
+    # Not scheduled: unpausing it starts nothing; every run is one you trigger. For the daily batch,
+    # set e.g. schedule="0 6 * * *" (catchup=False then runs only the latest day).
+    schedule=None,
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -49,12 +51,33 @@ from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperato
     tags=["gong", "example", "warehouse"],
     render_template_as_native_obj=True,
     params={
-        "table": Param("meetings_to_schedule", type="string"),
-        "warehouse_conn_id": Param("warehouse", type="string"),
-        "gong_conn_id": Param("gong_default", type="string"),
-        "ledger_table": Param("gong_meeting_ledger", type="string"),
-        "timezone": Param("UTC", type="string"),
-        "fail_on_row_errors": Param(True, type="boolean"),
+        "table": Param(
+            "meetings_to_schedule", type="string", description="The source table, one meeting a row."
+        ),
+        "warehouse_conn_id": Param(
+            "warehouse", type="string", description="The warehouse connection (any common-sql connection)."
+        ),
+        "gong_conn_id": Param("gong_default", type="string", description="The Gong connection (type gong)."),
+        "ledger_table": Param(
+            "gong_meeting_ledger",
+            type="string",
+            description="Where each row's outcome is kept, in the same warehouse (created if absent).",
+        ),
+        "timezone": Param("UTC", type="string", description="The time zone of naive start/end times."),
+        "dry_run": Param(
+            False, type="boolean", description="Only log what would be sent; call nothing, write nothing."
+        ),
+        "retry_failed": Param(
+            False,
+            type="boolean",
+            description="Also resend rows that failed for good before (bad data, Gong refused) once fixed.",
+        ),
+        "fail_on_row_errors": Param(
+            True,
+            type="boolean",
+            description="Fail the run while any row is failed or pending in the ledger (a green run means "
+            "every row has its meeting).",
+        ),
     },
 )
 def gong_meetings_from_warehouse() -> None:
@@ -66,6 +89,8 @@ def gong_meetings_from_warehouse() -> None:
         gong_conn_id="{{ params.gong_conn_id }}",
         ledger_table="{{ params.ledger_table }}",
         timezone="{{ params.timezone }}",
+        dry_run="{{ params.dry_run }}",
+        retry_failed="{{ params.retry_failed }}",
         fail_on_row_errors="{{ params.fail_on_row_errors }}",
         preflight=True,
         # Optional: pool="gong_api" once the pool exists (a task in a missing pool never starts).

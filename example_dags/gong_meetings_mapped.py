@@ -18,7 +18,7 @@ default 200) and logs how many more wait for the next run.
 matters most: its ledger marks a row *before* calling Gong, so a killed worker can never lead to a
 second create; here, a task killed between Gong's answer and the write-back step loses the result.
 
-Connections: `warehouse` (any common-sql connection) and `gong_default`. Optional pool: add
+Connections (DAG params): `warehouse` (any common-sql connection) and `gong_default`. Optional pool: add
 `pool="gong_api"` once it exists (`airflow pools set gong_api 3 "Gong API"`).
 
 It keeps its own results table: do not point it and `gong_meetings_from_warehouse` at the same source
@@ -53,7 +53,20 @@ log = logging.getLogger(__name__)
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"max_rows": Param(MAX_ROWS, type="integer", minimum=1, maximum=1000)},
+    params={
+        "warehouse_conn_id": Param(
+            "warehouse", type="string", description="The warehouse connection (any common-sql connection)."
+        ),
+        "gong_conn_id": Param("gong_default", type="string", description="The Gong connection (type gong)."),
+        "max_rows": Param(
+            MAX_ROWS,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            description="At most this many rows per run (one mapped task each); the rest wait for the "
+            "next run.",
+        ),
+    },
     doc_md=__doc__,
     tags=["gong", "example", "warehouse"],
 )
@@ -66,7 +79,7 @@ def gong_meetings_mapped() -> None:
         never offered again; rows that ``failed`` (provably nothing created) are. The row key in the
         results table is the meeting's external_id (the row id when empty).
         """
-        hook = BaseHook.get_hook("warehouse")
+        hook = BaseHook.get_hook(params["warehouse_conn_id"])
         # common-sql's dialect quotes a name only when the database needs it (a reserved word, odd
         # characters), in that database's own way.
         results = hook.dialect.escape_word(RESULTS_TABLE)
@@ -75,7 +88,7 @@ def gong_meetings_mapped() -> None:
             f"CREATE TABLE IF NOT EXISTS {results} (row_key VARCHAR(255) PRIMARY KEY, "
             "meeting_id VARCHAR(32), meeting_url TEXT, request_id TEXT, status VARCHAR(16))"
         )
-        row_key = "COALESCE(NULLIF(s.external_id, ''), CAST(s.id AS VARCHAR(255)))"
+        row_key = "COALESCE(NULLIF(TRIM(s.external_id), ''), CAST(s.id AS VARCHAR(255)))"
         waiting = (
             f"FROM {source} s WHERE NOT EXISTS (SELECT 1 FROM {results} r "
             f"WHERE r.row_key = {row_key} AND r.status IN ('created', 'unknown'))"
@@ -117,6 +130,7 @@ def gong_meetings_mapped() -> None:
     # [START howto_operator_gong_create_meeting_mapped]
     created = GongCreateMeetingOperator.partial(
         task_id="create_meeting",
+        gong_conn_id="{{ params.gong_conn_id }}",
         max_active_tis_per_dagrun=3,
         map_index_template="{{ task.external_id }}",
     ).expand_kwargs(batch)
@@ -132,7 +146,8 @@ def gong_meetings_mapped() -> None:
         sending); ``unknown`` when the request may have reached Gong (answer lost, worker killed mid-call),
         which is never sent again automatically.
         """
-        ti = get_current_context()["ti"]
+        context = get_current_context()
+        ti = context["ti"]
         rows = []
         for index, kwargs in enumerate(batch):
             result = ti.xcom_pull(task_ids="create_meeting", map_indexes=index, key="return_value")
@@ -154,7 +169,7 @@ def gong_meetings_mapped() -> None:
                 )
             )
         if rows:
-            BaseHook.get_hook("warehouse").insert_rows(
+            BaseHook.get_hook(context["params"]["warehouse_conn_id"]).insert_rows(
                 RESULTS_TABLE,
                 rows,
                 target_fields=["row_key", "meeting_id", "meeting_url", "request_id", "status"],

@@ -43,7 +43,8 @@ Airflow is running at {deployment.url}  (started in {deployment.timings["start t
   Log in as:    {ADMIN_USER} / {deployment.admin_password}
   DAGs:         {dags} (paused: unpause, then Trigger; edits in example_dags/ are picked up)
   Connections:  gong_default (access key + secret), gong_bearer (bearer token), warehouse (SQLite)
-                Admin > Connections > gong_default > Test calls the stand-in (Test is enabled)
+                check one: {_rel(deployment.bin_dir / "airflow")} connections test gong_default (with the
+                AIRFLOW_HOME below; the UI's Test button fails on Airflow 3.3.2, see the guide)
   Gong stand-in {deployment.standin.url}: key {deployment.gong_key}, secret {deployment.gong_secret},
                 token {deployment.gong_token}; meetings so far: {deployment.standin.url}/_standin/meetings
   Warehouse:    {_rel(deployment.warehouse_path)} (table meetings_to_schedule, 12 good rows + 2 bad)

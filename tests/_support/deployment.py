@@ -203,6 +203,9 @@ class LocalDeployment:
     :param schedule_dags: False turns off cron scheduling (``[scheduler] use_job_schedule``): only
         triggered runs happen, so a test is not raced by a scheduled run of the DAG it triggers.
     :param gong_key, gong_secret, gong_token: the stand-in's credentials (random when None).
+    :param warehouse_rows: good rows in the demo warehouse's ``meetings_to_schedule``.
+    :param warehouse_bad_rows: also the two bad rows of ``make demo`` (a batch run with
+        ``fail_on_row_errors`` then fails, as intended there).
     :param standin_rate: the stand-in's rate limit (calls/s; None: none); 3 like Gong's default.
     :param standin_options: more :class:`GongStandIn` arguments (e.g. ``echo_authorization``).
     :param config: more ``{section: {option: value}}`` for airflow.cfg, applied last.
@@ -224,6 +227,7 @@ class LocalDeployment:
         standin_rate: float | None = 3.0,
         standin_options: dict[str, Any] | None = None,
         warehouse_rows: int = 12,
+        warehouse_bad_rows: bool = True,
         config: dict[str, dict[str, Any]] | None = None,
         log: Any = None,
     ) -> None:
@@ -246,6 +250,7 @@ class LocalDeployment:
         self.standin_rate = standin_rate
         self.standin_options = standin_options or {}
         self.warehouse_rows = warehouse_rows
+        self.warehouse_bad_rows = warehouse_bad_rows
         self.extra_config = config or {}
         self.say = log or (lambda message: None)
         self.marker = uuid.uuid4().hex
@@ -570,10 +575,10 @@ class LocalDeployment:
                 raise DeploymentError(f"airflow connections add {conn_id} failed ({proc.returncode}): {out}")
 
     def _seed_warehouse(self) -> None:
-        """The SQLite warehouse of ``make demo``: ``meetings_to_schedule`` with good rows and two bad."""
+        """The SQLite warehouse of ``make demo``: ``meetings_to_schedule`` with good rows (and two bad)."""
         hook = _SqliteWarehouse(self.warehouse_path)
         create_meetings_table(hook)
-        insert_meetings(hook, demo_rows(self.warehouse_rows))
+        insert_meetings(hook, demo_rows(self.warehouse_rows, bad=self.warehouse_bad_rows))
 
     # -- running Airflow commands ---------------------------------------------------------------
 
