@@ -29,6 +29,8 @@ CLASS_LINES = 300
 FUNCTION_LINES = 60
 #: Modules allowed past MODULE_LINES, each with its reason.
 MODULE_EXEMPT = {f"{PACKAGE}.testing.standin": "the Gong stand-in: one test double, read as a whole"}
+#: Modules held to a tighter limit, each with its reason.
+MODULE_LIMITS = {f"{PACKAGE}.hooks.gong": (300, "the hook is thin: Airflow glue and one method per endpoint")}
 
 #: Layers, lowest first. A module may import its own layer (no cycles) and any layer below it. A module's
 #: layer is that of the longest entry naming it: ``_client.retry`` sits below ``quota``, the rest of
@@ -163,8 +165,9 @@ def check(root: Path) -> Report:
     for module, (path, tree) in trees.items():
         lines = len(path.read_text().splitlines())
         report.sizes.append((lines, "module", module))
-        if lines > MODULE_LINES and module not in MODULE_EXEMPT:
-            report.breaches.append(f"module {module}: {lines} lines (limit {MODULE_LINES})")
+        limit = MODULE_LIMITS.get(module, (MODULE_LINES, ""))[0]
+        if lines > limit and module not in MODULE_EXEMPT:
+            report.breaches.append(f"module {module}: {lines} lines (limit {limit})")
         for size, kind, name in _spans(tree, module):
             report.sizes.append((size, kind, name))
             limit = CLASS_LINES if kind == "class" else FUNCTION_LINES

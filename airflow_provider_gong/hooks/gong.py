@@ -164,12 +164,9 @@ class GongHook(BaseHook):
 
     def quota_status(self) -> dict[str, Any]:
         """
-        Return today's use of the account's daily budget, as every task that shares it counted it.
+        Return today's use of the shared daily budget (``used``, ``budget``, ``left``, ``resets_at``).
 
-        Its keys are ``used``, ``budget``, ``left`` and ``resets_at``; for a log line at the start of a
-        batch. Makes no Gong call.
-
-        :raises GongError: the quota store cannot be read.
+        :raises GongError: the quota store cannot be read. (No Gong call is made.)
         """
         return self.limiter.status()
 
@@ -231,20 +228,12 @@ class GongHook(BaseHook):
         return result
 
     def update_meeting(self, meeting_id: str | int, meeting: Meeting) -> dict[str, Any]:
-        """
-        PUT /v2/meetings/{id} with the full meeting (a PUT replaces it).
-
-        Returns ``request_id`` and ``meeting_id``.
-        """
+        """Replace the meeting (PUT /v2/meetings/{id}); return its ``request_id`` and ``meeting_id``."""
         body = self.request("PUT", f"/v2/meetings/{_meeting_id(meeting_id)}", json=meeting.to_payload())
         return {"request_id": body.get("requestId"), "meeting_id": str(body.get("meetingId") or meeting_id)}
 
     def delete_meeting(self, meeting_id: str | int, organizer_email: str) -> bool:
-        """
-        DELETE /v2/meetings/{id} (Gong wants the organizer in a JSON body).
-
-        Returns False when Gong says the meeting does not exist: deleting is idempotent.
-        """
+        """Delete the meeting (DELETE /v2/meetings/{id}); False if Gong has none: deleting is idempotent."""
         path = f"/v2/meetings/{_meeting_id(meeting_id)}"
         try:
             self.request("DELETE", path, json={"organizerEmail": organizer_email})

@@ -132,3 +132,8 @@ def test_the_client_plumbing_sits_below_quota_and_the_client_above_it(
         "airflow_provider_gong.quota (layer 3)",
         "import cycle: airflow_provider_gong._client.retry <-> airflow_provider_gong.quota",
     ]
+
+
+def test_the_hook_is_held_to_300_lines(layout: ModuleType, tmp_path: Path) -> None:
+    root = make_tree(tmp_path, {"hooks/__init__.py": "", "hooks/gong.py": "x = 1\n" * 301})
+    assert layout.check(root).breaches == ["module airflow_provider_gong.hooks.gong: 301 lines (limit 300)"]
