@@ -11,6 +11,7 @@ Imported at DAG parse time with the operators: the meeting model is imported whe
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
     from airflow_provider_gong.meetings import MeetingResult
 
 MEETING_ID_KEY = "meeting_id"
+#: XCom key for people, not tasks: the meeting ID as the UI's XCom tab shows it exactly. Airflow's XCom
+#: API (3.1-3.3) runs ``json.loads`` on a stored string, so the bare digits of ``meeting_id`` reach the
+#: browser as a number and are rounded beyond 2**53 (Gong's IDs have 19 digits). This key holds the ID
+#: as JSON text (``"7782342274025937895"``, quotes included), which that ``json.loads`` turns back into
+#: the exact string. Tasks keep using ``meeting_id`` (a pull of this key returns the quotes too).
+MEETING_ID_DISPLAY_KEY = "meeting_id_display"
 #: task_state_store key: {"state": "sending"|"created", "at": ..., "try_number": ..., "result": {...}}
 STATE_KEY = "gong_create_meeting"
 #: XCom key saying how far this task got, for downstream bookkeeping (e.g. a mapped write-back):
@@ -29,6 +36,12 @@ STATE_KEY = "gong_create_meeting"
 #: means the task never got as far as sending.
 OUTCOME_KEY = "gong_outcome"
 SENDING, CREATED, REJECTED, UNKNOWN = "sending", "created", "rejected", "unknown"
+
+
+def push_meeting_id(ti: Any, meeting_id: str) -> None:
+    """Push ``meeting_id`` for downstream tasks and :data:`MEETING_ID_DISPLAY_KEY` for the UI."""
+    ti.xcom_push(key=MEETING_ID_KEY, value=meeting_id)
+    ti.xcom_push(key=MEETING_ID_DISPLAY_KEY, value=json.dumps(str(meeting_id)))
 
 
 def stamp(ti: Any) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from airflow_provider_gong.operators import _exactly_once
 # Re-exported: the XCom keys and outcomes are documented under this module.
 from airflow_provider_gong.operators._exactly_once import (
     CREATED as CREATED,
+    MEETING_ID_DISPLAY_KEY as MEETING_ID_DISPLAY_KEY,
     MEETING_ID_KEY as MEETING_ID_KEY,
     OUTCOME_KEY as OUTCOME_KEY,
     REJECTED as REJECTED,
@@ -52,10 +53,10 @@ class GongCreateMeetingOperator(MeetingFieldsOperator):
     """
     Create a Gong consent-meeting link (POST /v2/meetings).
 
-    Pushes XCom ``meeting_id``, ``meeting_url`` and ``gong_outcome`` (see :data:`OUTCOME_KEY`) and
-    returns a dict with ``meeting_id``, ``meeting_url``, ``request_id`` and ``additional_invitees``
-    (IDs are strings). Gong's ``additional_invitees`` (e.g. its assistant address) must be added to
-    your calendar invite, or Gong will not record the call.
+    Pushes XCom ``meeting_id``, ``meeting_url``, ``gong_outcome`` (:data:`OUTCOME_KEY`) and, for people,
+    ``meeting_id_display`` (:data:`MEETING_ID_DISPLAY_KEY`); returns ``meeting_id``, ``meeting_url``,
+    ``request_id`` and ``additional_invitees`` (IDs are strings). Add ``additional_invitees`` (e.g.
+    Gong's assistant) to your calendar invite, or Gong will not record the call.
 
     Bad input and Gong's permanent answers (400/401/403/404/409) fail the task without Airflow
     retries. A create whose outcome is unknown (timeout, dropped connection, 5xx) also fails without
@@ -225,7 +226,7 @@ class GongCreateMeetingOperator(MeetingFieldsOperator):
             self.log.warning("Could not record outcome %r in XCom %r", outcome, OUTCOME_KEY, exc_info=True)
 
     def _push(self, ti: Any, result: MeetingResult) -> None:
-        ti.xcom_push(key=MEETING_ID_KEY, value=result.meeting_id)
+        _exactly_once.push_meeting_id(ti, result.meeting_id)
         ti.xcom_push(key=MEETING_URL_KEY, value=result.meeting_url)
         ti.xcom_push(key=OUTCOME_KEY, value=CREATED)
 
@@ -235,7 +236,8 @@ class GongUpdateMeetingOperator(MeetingFieldsOperator):
     Replace a Gong meeting (PUT /v2/meetings/{meeting_id}) with the full meeting given here.
 
     A PUT is idempotent, so Airflow retries are safe. Validated like the create operator (same
-    arguments, same rules); pushes XCom ``meeting_id`` and returns ``{meeting_id, request_id}``.
+    arguments, same rules); pushes XCom ``meeting_id`` and ``meeting_id_display``; returns
+    ``{meeting_id, request_id}``.
 
     :param meeting_id: the Gong meeting to change (templated), e.g. the create task's XCom.
     :param deferrable: when Gong's quota is spent, defer until it allows calls again and send the PUT
@@ -262,7 +264,7 @@ class GongUpdateMeetingOperator(MeetingFieldsOperator):
         finally:
             hook.close()
         self.log.info("Updated Gong meeting %s (requestId=%s)", answer["meeting_id"], answer["request_id"])
-        context["ti"].xcom_push(key=MEETING_ID_KEY, value=answer["meeting_id"])
+        _exactly_once.push_meeting_id(context["ti"], answer["meeting_id"])
         return answer
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:

@@ -696,10 +696,16 @@ class LocalDeployment:
         answer = self.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return cast("list[dict[str, Any]]", answer["task_instances"])
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """An XCom value as ``GET .../xcomEntries/{key}`` returns it: the stored JSON value, as is."""
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", *, deserialize: bool = False
+    ) -> Any:
+        """
+        An XCom value as ``GET .../xcomEntries/{key}`` returns it: the stored JSON value, as is.
+
+        ``deserialize=True`` asks for it as the UI does (its XCom tab sends ``deserialize=true``).
+        """
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        return self.api.get(path)["value"]
+        return self.api.get(path + ("?deserialize=true" if deserialize else ""))["value"]
 
     def extra_links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links"

@@ -233,6 +233,11 @@ def test_create_meeting_run(deployment: LocalDeployment, runs: Runs):
     # The meeting exists at the stand-in, made from the run's conf, under the run's external id.
     made = {c.meeting_id: c.payload for c in deployment.standin.created}
     assert isinstance(meeting_id, str) and meeting_id in made, (meeting_id, list(made))
+    # What the UI's XCom tab is sent (it asks with deserialize=true): `meeting_id_display` is the exact
+    # ID on every supported Airflow; `meeting_id` reaches the browser as a number there (rounded beyond
+    # 2**53 by JSON.parse), which is why the display key exists (issue 21).
+    shown = deployment.xcom(run.dag_id, run.run_id, "create_meeting", "meeting_id_display", deserialize=True)
+    assert shown == meeting_id, (shown, meeting_id)
     payload = made[meeting_id]
     assert payload["title"] == runs.title
     assert payload["externalId"] == f"{CREATE_DAG}:{run.run_id}"

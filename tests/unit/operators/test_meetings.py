@@ -52,6 +52,7 @@ def test_execute_creates_pushes_xcom_and_returns_the_result(gong_connection):
     ti.xcom_push.assert_has_calls(
         [
             call(key="meeting_id", value=created.meeting_id),
+            call(key="meeting_id_display", value=f'"{created.meeting_id}"'),
             call(key="meeting_url", value=result["meeting_url"]),
         ]
     )
@@ -150,6 +151,7 @@ def test_the_result_is_stored_and_a_retry_returns_it_without_calling_gong(gong_c
     again = make_op().execute({"ti": ti, "task_state_store": store})
     assert again == first and gong_connection.created_count() == 1
     ti.xcom_push.assert_any_call(key="meeting_id", value=first["meeting_id"])
+    ti.xcom_push.assert_any_call(key="meeting_id_display", value=f'"{first["meeting_id"]}"')
 
 
 def test_a_retry_that_finds_only_the_mark_fails_as_may_exist_without_calling_gong(gong_connection):
@@ -233,7 +235,10 @@ def test_update_replaces_the_meeting_and_pushes_its_id(gong_connection):
     assert answer["meeting_id"] == meeting_id and answer["request_id"]
     assert gong_connection.meetings[meeting_id]["endTime"] == f"{SOON}T11:00:00+00:00"
     assert gong_connection.meetings[meeting_id]["title"] == "Moved"
-    ti.xcom_push.assert_called_once_with(key="meeting_id", value=meeting_id)
+    assert ti.xcom_push.call_args_list == [
+        call(key="meeting_id", value=meeting_id),
+        call(key="meeting_id_display", value=f'"{meeting_id}"'),
+    ]
 
 
 def test_update_validates_before_any_call_and_an_unknown_meeting_is_permanent(gong_connection):
