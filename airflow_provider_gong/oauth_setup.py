@@ -158,9 +158,11 @@ def _in_metadata_db(conn_id: str) -> bool:
 
 
 def _refusal(conn_id: str, source: str) -> SetupError:
-    shadow = ""
-    if _in_metadata_db(conn_id):
-        shadow = f" (it takes precedence over the connection of that id in {METADATA_DB})"
+    try:
+        shadows = _in_metadata_db(conn_id)
+    except Exception:  # only said to explain; the refusal stands either way
+        shadows = False
+    shadow = f" (it takes precedence over the connection of that id in {METADATA_DB})" if shadows else ""
     return SetupError(
         f"Connection {conn_id!r} comes from {source}, which this command cannot change{shadow}. Either "
         f"keep the connection in {METADATA_DB} only (airflow connections add {conn_id} ..., and remove it "
