@@ -26,6 +26,7 @@ fingerprint of the refresh token.
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import json
 import secrets
@@ -292,8 +293,9 @@ def _mask(*values: str) -> None:
 
 def read_code(value: str) -> str:
     """Return the code ``--code`` gives: the code itself, ``-`` (a line of stdin), or the redirect address."""
-    if value == "-":
-        value = sys.stdin.readline()
+    if value == "-":  # typed at a terminal, it is not echoed
+        prompt = "Authorization code, or the address Gong sent the browser to: "
+        value = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline()
     value = value.strip()
     if "?" in value and "=" in value:  # the address the browser was sent to
         query = parse_qs(urlsplit(value).query)
