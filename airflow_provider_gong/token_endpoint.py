@@ -1,17 +1,20 @@
 """
-Gong's OAuth token endpoint: one refresh request, and what its answer means.
+Gong's OAuth token endpoint: one request (a refresh, or a code exchange), and what its answer means.
 
 A refresh spends the refresh token it sends (Gong rotates them), so what matters most here is telling
 apart an answer that says the refresh did not happen (a typed error: safe to try again later) from one
-that leaves it in doubt (:class:`AnswerLost`: the caller must not send the same token again). The
-refresh token travels in the query string, as Gong documents it, which is why this module also keeps
-it out of urllib3's debug log and tells the masker its URL-encoded forms.
+that leaves it in doubt (:class:`AnswerLost`: the caller must not send the same token again). An
+authorization code is single-use too, so its exchange (``python -m airflow_provider_gong.oauth_setup``)
+goes through the same request and the same reading of the answer. The grant travels in the query
+string, as Gong documents it, which is why this module also keeps it out of urllib3's debug log and
+tells the masker its URL-encoded forms.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +47,27 @@ class GongRefreshTokenError(GongAuthError):
     """
 
 
+class GongAuthorizationCodeError(GongAuthError):
+    """
+    Gong's token endpoint refused an authorization code (``invalid_grant``).
+
+    The code was already exchanged, has expired, or was issued for another ``redirect_uri`` or client:
+    only a new authorisation (a new code) fixes it.
+    """
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """What one kind of token request is called in messages, and what it must answer."""
+
+    name: str
+    needs: tuple[str, ...]
+
+
+_REFRESH = _Grant("the refresh", ("access_token",))
+_CODE = _Grant("the exchange of the authorization code", ("access_token", "refresh_token"))
+
+
 class AnswerLost(Exception):
     """The refresh may have been done by Gong, but its answer did not arrive in a usable form."""
 
@@ -69,6 +93,7 @@ class TokenEndpoint:
         deadline: float,
     ) -> None:
         self.url = url
+        self._client_id = client_id
         self._auth = HTTPBasicAuth(client_id, client_secret)
         self._redact = redact
         self._timeouts = timeouts
@@ -84,10 +109,33 @@ class TokenEndpoint:
         :raises AnswerLost: Gong may have acted on it (the refresh token may be spent).
         :raises GongError: the refresh was refused or never sent (the refresh token is unspent).
         """
-        response, body = self._send(refresh_token)
-        return self._read(response, body)
+        response, body = self._send({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return self._read(response, body, _REFRESH)
 
-    def _send(self, refresh_token: str) -> tuple[requests.Response, Any]:
+    def exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:
+        """
+        Exchange an authorization code for the first refresh token, as Gong documents it.
+
+        ``grant_type=authorization_code``, the code, the client id and the ``redirect_uri`` the code was
+        issued for, in the query string; the client's credentials as Basic auth. The code is redacted
+        from every error from here on. Returns Gong's answer (``access_token`` and ``refresh_token`` at
+        least).
+
+        :raises AnswerLost: Gong may have acted on it (the code may be spent).
+        :raises GongAuthorizationCodeError: Gong refused the code (spent, expired, other redirect_uri).
+        :raises GongError: the exchange was refused otherwise, or never sent.
+        """
+        self._redact.add(code)
+        params = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": self._client_id,
+            "redirect_uri": redirect_uri,
+        }
+        response, body = self._send(params)
+        return self._read(response, body, _CODE)
+
+    def _send(self, params: dict[str, str]) -> tuple[requests.Response, Any]:
 
         session = requests.Session()
         adapter = DeadlineAdapter()
@@ -97,7 +145,7 @@ class TokenEndpoint:
             with DeadlineAdapter.deadline(self._deadline):
                 response = session.post(
                     self.url,
-                    params={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    params=params,
                     # requests builds the Basic header; given explicitly, no netrc entry can replace it
                     auth=self._auth,
                     headers={
@@ -109,7 +157,7 @@ class TokenEndpoint:
                 )
                 return response, _json_or_none(response)
         except (requests.RequestException, DeadlineExceeded) as exc:
-            kind = type(exc).__name__  # never the text: requests quotes the URL, refresh token included
+            kind = type(exc).__name__  # never the text: requests quotes the URL, with the token or code
             if isinstance(exc, requests.RequestException) and never_sent(exc):
                 raise GongConnectionError(
                     f"Could not connect to Gong's token endpoint {self.url} ({kind}); check the "
@@ -120,7 +168,7 @@ class TokenEndpoint:
         finally:
             session.close()
 
-    def _read(self, response: requests.Response, body: Any) -> dict[str, Any]:
+    def _read(self, response: requests.Response, body: Any, grant: _Grant) -> dict[str, Any]:
 
         status = response.status_code
         fields: dict[str, Any] = body if isinstance(body, dict) else {}
@@ -128,13 +176,22 @@ class TokenEndpoint:
         said = self._redact(str(fields.get("error_description") or fields.get("errors") or error))[:300]
         gong_says = f" Gong says: {said}" if said else ""
         if status == 200:
-            if isinstance(fields.get("access_token"), str) and fields["access_token"]:
-                return fields
-            raise AnswerLost("its answer held no access token")
+            for name in grant.needs:
+                if not (isinstance(fields.get(name), str) and fields[name]):
+                    raise AnswerLost(f"its answer held no {name.replace('_', ' ')}")
+            return fields
         if 300 <= status < 400:
             raise GongValidationError(
                 f"Gong's token endpoint {self.url} answered a redirect (HTTP {status}); set the "
                 "connection's token_url to the endpoint itself."
+            )
+        if status == 400 and error == "invalid_grant" and grant is _CODE:
+            raise GongAuthorizationCodeError(
+                "Gong refused the authorization code (invalid_grant): it was already exchanged, it has "
+                "expired (codes are short-lived), or the redirect_uri differs from the one the authorize URL "
+                "was opened with. Open the authorize URL again and exchange the new code at once, with the "
+                f"same redirect_uri.{gong_says}",
+                status=status,
             )
         if status == 400 and error == "invalid_grant":
             raise GongRefreshTokenError(
@@ -151,7 +208,7 @@ class TokenEndpoint:
             )
         if status == 429:
             raise GongRateLimitError(
-                f"Gong's token endpoint answered 429 (too many requests); the refresh was refused."
+                f"Gong's token endpoint answered 429 (too many requests); {grant.name} was refused."
                 f"{gong_says}",
                 status=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
@@ -159,7 +216,7 @@ class TokenEndpoint:
             )
         if 400 <= status < 500:
             raise GongAuthError(
-                f"Gong's token endpoint refused the refresh (HTTP {status}{', ' + error if error else ''})."
+                f"Gong's token endpoint refused {grant.name} (HTTP {status}{', ' + error if error else ''})."
                 f"{gong_says}",
                 status=status,
             )

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_client.transport", "_client.retry", "_client.redact", "_client.errors"),  # HTTP plumbing
     ("quota", "oauth", "token_endpoint", "token_store"),  # what the quota and the OAuth chain keep
     ("_client",),  # settings, auth and the client that composes them
-    ("hooks", "deferral", "lineage"),  # Airflow's face of the client
+    ("hooks", "deferral", "lineage", "oauth_setup"),  # Airflow's face of the client
     ("sync",),  # the batch engine
     ("operators", "transfers"),  # what DAGs use
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Gong stand-in listening on {standin.url}", flush=True)
     print(f"AIRFLOW_CONN_GONG_DEFAULT='{standin.connection_json()}'", flush=True)
     print(f"or: airflow connections add gong_default --conn-json '{standin.connection_json()}'", flush=True)
+    app = standin.connection(auth="oauth")
+    del app["extra"]["refresh_token"]  # an OAuth app before its first authorisation: see oauth_setup
+    print(f"OAuth app: airflow connections add gong_oauth --conn-json '{json.dumps(app)}'", flush=True)
     print("Admin: GET /_standin/meetings, POST /_standin/faults, POST /_standin/reset", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -6,9 +6,10 @@ It follows gong-api.md: Basic and bearer auth (401 otherwise), JSON body validat
 ``fixUrl`` for an organizer whose consent page is off, 403 "Limited release" when switched on, and
 429 with ``Retry-After`` beyond a configured rate; and Gong's OAuth token endpoint, whose refresh
 tokens rotate (each one works once, then answers ``400 invalid_grant``) and whose access tokens the
-API accepts until they expire. Faults can be injected (5xx, 429, slow answers, connections dropped
-before or after the work is done), and every created meeting is recorded so a test can count
-duplicates.
+API accepts until they expire, with the authorize step before it (``GET /oauth2/authorize`` redirects
+to the app's ``redirect_uri`` with a single-use code, as Gong does once an admin consents). Faults
+can be injected (5xx, 429, slow answers, connections dropped before or after the work is done), and
+every created meeting is recorded so a test can count duplicates.
 
 Standard library only: it is imported by a pytest plugin and must stay cheap to import.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 DEFAULT_USERS = ("rep@acme.com", "ae@acme.com", "csm@acme.com")
 DEFAULT_USERS_WITHOUT_CONSENT = ("noconsent@acme.com",)
@@ -40,6 +41,7 @@ ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@gong.io"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _MEETING_PATH = re.compile(r"^/v2/meetings/(\d{1,20})$")
 TOKEN_PATH = "/oauth2/generate-customer-token"
+AUTHORIZE_PATH = "/oauth2/authorize"
 _FAULT_KINDS = ("status", "drop", "drop_after", "delay", "drip", "garble", "truncate", "body")
 # Faults that do the work and then answer in a broken way (written by the handler).
 _ANSWER_FAULTS = ("drip", "garble", "truncate", "body")
@@ -117,6 +119,7 @@ class GongStandIn:
     :param refresh_token: the refresh token an admin's authorisation gave (valid until used once).
     :param token_lifetime: ``expires_in`` of issued access tokens; the API refuses them (401) after it.
     :param api_base_url: ``api_base_url_for_customer`` in token answers (default: this server's URL).
+    :param code_lifetime: seconds an authorization code can be exchanged after it was issued.
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class GongStandIn:
         refresh_token: str = "standin+refresh/token=0",
         token_lifetime: float = 3600.0,
         api_base_url: str | None = None,
+        code_lifetime: float = 600.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -187,6 +191,11 @@ class GongStandIn:
         self.oauth_invalid_clients = 0
         #: API calls refused because their issued access token had expired or was revoked
         self.oauth_expired = 0
+        self.code_lifetime = code_lifetime
+        #: authorization codes not exchanged yet -> (client id, redirect_uri, when they expire (monotonic))
+        self.codes: dict[str, tuple[str, str, float]] = {}
+        #: codes exchanged for tokens
+        self.code_exchanges = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -370,6 +379,8 @@ class GongStandIn:
             return self._admin(method, path, body)
         if path == TOKEN_PATH:
             return self._token_endpoint(method, headers, body, query)
+        if path == AUTHORIZE_PATH:
+            return self._authorize(method, query)
         if self.latency:
             time.sleep(self.latency)
         if not self._authorized(headers.get("Authorization")):
@@ -506,6 +517,19 @@ class GongStandIn:
             self.refresh_tokens.add(token)
             return token
 
+    def issue_authorization_code(self, redirect_uri: str, client_id: str | None = None) -> str:
+        """
+        Issue an authorization code, as Gong does when an admin consents on the authorize page.
+
+        It can be exchanged once, within :attr:`code_lifetime` seconds, by ``client_id`` (default: this
+        server's client) with the same ``redirect_uri``.
+        """
+        with self.lock:
+            code = "gac-" + secrets.token_urlsafe(18)
+            expires = time.monotonic() + self.code_lifetime
+            self.codes[code] = (client_id or self.client_id, redirect_uri, expires)
+            return code
+
     def revoke_access_tokens(self) -> None:
         """Every issued access token stops working (the API answers 401), as after a revocation."""
         with self.lock:
@@ -521,12 +545,40 @@ class GongStandIn:
                 "expired": self.oauth_expired,
             }
 
+    def _authorize(self, method: str, query: str) -> Answer:
+        """
+        Serve ``GET /oauth2/authorize``: redirect to ``redirect_uri`` with a new code and the ``state``.
+
+        An admin's consent is taken as given. A request that must not be redirected (unknown client, no
+        usable ``redirect_uri``, another ``response_type``) gets 400, as an authorization server shows an
+        error page instead of redirecting.
+        """
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        redirect_uri = params.get("redirect_uri") or ""
+        problem = None
+        if method != "GET":
+            problem = "GET only"
+        elif params.get("client_id") != self.client_id:
+            problem = "unknown client_id"
+        elif urlsplit(redirect_uri).scheme not in ("http", "https") or not urlsplit(redirect_uri).netloc:
+            problem = "redirect_uri must be an http(s) URL"
+        elif params.get("response_type") != "code":
+            problem = "response_type must be code"
+        if problem:
+            return 400, {"error": "invalid_request", "error_description": problem}, {}
+        code = self.issue_authorization_code(redirect_uri)
+        answer = {"code": code, **({"state": params["state"]} if "state" in params else {})}
+        location = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(answer)}"
+        return 302, {"redirect": location}, {"Location": location}
+
     def _token_endpoint(self, method: str, headers: Any, body: bytes, query: str) -> Answer:
         """
-        Serve Gong's ``POST /oauth2/generate-customer-token`` for ``grant_type=refresh_token``.
+        Serve Gong's ``POST /oauth2/generate-customer-token``.
 
-        The grant in the query string (as Gong documents it) or a form body, the client as Basic auth.
-        Each refresh token works once. Faults apply only when their ``match`` names this path.
+        ``grant_type=refresh_token`` (each refresh token works once) or ``authorization_code`` (a code
+        this server issued, once, with the ``redirect_uri`` it was issued for). The grant in the query
+        string (as Gong documents it) or a form body, the client as Basic auth. Faults apply only when
+        their ``match`` names this path.
         """
         fault = self._take_fault(method, TOKEN_PATH, explicit=True)
         if fault and fault.kind == "status":
@@ -545,19 +597,60 @@ class GongStandIn:
         form = {k: v[-1] for k, v in parse_qs(query).items()}
         if body and "urlencoded" in str(headers.get("Content-Type") or ""):
             form.update({k: v[-1] for k, v in parse_qs(body.decode("latin-1")).items()})
-        if form.get("grant_type") != "refresh_token" or not form.get("refresh_token"):
-            return 400, {"error": "unsupported_grant_type", "error_description": "refresh_token only"}, {}
+        if form.get("grant_type") == "authorization_code":
+            refused = self._spend_code(form)
+        elif form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
+            refused = self._spend_refresh_token(form["refresh_token"])
+        else:
+            refused = "unsupported_grant_type", "refresh_token or authorization_code only"
+        if refused:
+            return 400, {"error": refused[0], "error_description": refused[1]}, {}
+        answer = self._issue_tokens()
+        if fault and fault.kind == "drop_after":
+            raise _Drop  # rotated, and the answer with the new refresh token is lost
+        if fault and fault.kind == "delay":
+            time.sleep(fault.delay)
+        return 200, answer, {"Cache-Control": "no-store"}
+
+    def _spend_refresh_token(self, refresh_token: str) -> tuple[str, str] | None:
+        """Use up a refresh token; the refusal (error, description) when it does not work (any more)."""
         with self.lock:
-            if form["refresh_token"] not in self.refresh_tokens:
+            if refresh_token not in self.refresh_tokens:
                 self.oauth_invalid_grants += 1
-                refused = {"error": "invalid_grant", "error_description": "Token has been expired or revoked"}
-                return 400, refused, {}
-            self.refresh_tokens.discard(form["refresh_token"])
+                return "invalid_grant", "Token has been expired or revoked"
+            self.refresh_tokens.discard(refresh_token)
+            self.oauth_refreshes += 1
+        return None
+
+    def _spend_code(self, form: dict[str, str]) -> tuple[str, str] | None:
+        """Use up an authorization code; a refused one stays usable (until it expires)."""
+        if not form.get("code") or not form.get("redirect_uri"):
+            return "invalid_request", "code and redirect_uri are required"
+        with self.lock:
+            client_id, redirect_uri, expires = self.codes.get(form["code"], ("", "", 0.0))
+            problem = None
+            if not client_id:
+                problem = "Authorization code is invalid or was already used"
+            elif time.monotonic() >= expires:
+                problem = "Authorization code has expired"
+            elif form.get("client_id", client_id) != client_id or client_id != self.client_id:
+                problem = "Authorization code was issued to another client"
+            elif form["redirect_uri"] != redirect_uri:
+                problem = "redirect_uri does not match the one the code was issued for"
+            if problem:
+                self.oauth_invalid_grants += 1
+                return "invalid_grant", problem
+            del self.codes[form["code"]]
+            self.code_exchanges += 1
+        return None
+
+    def _issue_tokens(self) -> dict[str, Any]:
+        """Issue a new refresh token and access token: the token endpoint's answer to a good grant."""
+        with self.lock:
             new_refresh, access = _token_text(), "gat-" + secrets.token_urlsafe(24)
             self.refresh_tokens.add(new_refresh)
             self.issued[access] = time.monotonic() + self.token_lifetime
-            self.oauth_refreshes += 1
-        answer = {
+        return {
             "access_token": access,
             "refresh_token": new_refresh,
             "token_type": "bearer",
@@ -565,11 +658,6 @@ class GongStandIn:
             "scope": "api:meetings:user:create api:users:read",
             "api_base_url_for_customer": self.api_base_url or self.url,
         }
-        if fault and fault.kind == "drop_after":
-            raise _Drop  # rotated, and the answer with the new refresh token is lost
-        if fault and fault.kind == "delay":
-            time.sleep(fault.delay)
-        return 200, answer, {"Cache-Control": "no-store"}
 
     def _admin(self, method: str, path: str, body: bytes) -> Answer:
         if method == "GET" and path == "/_standin/meetings":

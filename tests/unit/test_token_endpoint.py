@@ -21,6 +21,7 @@ from airflow_provider_gong.exceptions import (
 from airflow_provider_gong.token_endpoint import (
     DEFAULT_LIFETIME,
     AnswerLost,
+    GongAuthorizationCodeError,
     GongRefreshTokenError,
     TokenEndpoint,
     masked_forms,
@@ -104,3 +105,56 @@ def test_urllib3_debug_lines_hide_query_secrets(caplog):
             '"POST /oauth2/x?grant_type=refresh_token&refresh_token=%s HTTP/1.1" 200', "SECRET123"
         )
     assert "SECRET123" not in caplog.text and "refresh_token=***" in caplog.text
+
+
+# -- the authorization-code grant (python -m airflow_provider_gong.oauth_setup exchange) -------------------
+
+CODE = "auth-code/with+odd=chars"
+REDIRECT = "https://airflow.example.com/callback"
+
+
+def test_a_code_exchange_is_sent_as_gong_documents_it(requests_mock):
+    requests_mock.post(URL, json={"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 60})
+    assert endpoint().exchange_code(CODE, REDIRECT)["refresh_token"] == "rt-1"
+    sent = requests_mock.last_request
+    assert parse_qs(urlsplit(sent.url).query) == {
+        "grant_type": ["authorization_code"],
+        "code": [CODE],
+        "client_id": ["client-id"],
+        "redirect_uri": [REDIRECT],
+    }
+    assert (
+        sent.headers["Authorization"] == "Basic " + base64.b64encode(b"client-id:client-secret-99").decode()
+    )
+    assert sent.body is None
+
+
+def test_an_exchange_refused_with_invalid_grant_says_the_code_is_spent_or_the_redirect_differs(requests_mock):
+    requests_mock.post(
+        URL, status_code=400, json={"error": "invalid_grant", "error_description": f"code {CODE}"}
+    )
+    with pytest.raises(GongAuthorizationCodeError) as caught:  # the endpoint learns the code it sends
+        endpoint().exchange_code(CODE, REDIRECT)
+    message = str(caught.value)
+    assert "authorization code" in message and "redirect_uri" in message and "refresh token" not in message
+    assert CODE not in message and "Gong says: code ***" in message
+    assert not isinstance(caught.value, GongRefreshTokenError)
+
+
+@pytest.mark.parametrize(
+    "answer, error, fragment",
+    [
+        (
+            {"status_code": 401, "json": {"error": "invalid_client"}},
+            GongAuthError,
+            "rejected the OAuth client",
+        ),
+        ({"status_code": 418, "json": {}}, GongAuthError, "refused the exchange of the authorization code"),
+        ({"status_code": 200, "json": {"access_token": "at"}}, AnswerLost, "held no refresh token"),
+        ({"status_code": 429, "json": {}}, GongRateLimitError, "the exchange of the authorization code was"),
+    ],
+)
+def test_other_exchange_answers_name_the_exchange(requests_mock, answer, error, fragment):
+    requests_mock.post(URL, **answer)
+    with pytest.raises(error, match=fragment):
+        endpoint().exchange_code(CODE, REDIRECT)

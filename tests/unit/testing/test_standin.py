@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -181,3 +182,120 @@ def test_strict_window_is_harsher_than_the_bucket(api, gong_standin):
     gong_standin.rate_limit_per_second = 2
     gong_standin.strict_window = True
     assert [api("GET", "/v2/users").status_code for _ in range(3)] == [200, 200, 429]
+
+
+# -- the authorization-code grant ------------------------------------------------------------------------
+
+
+def exchange(standin, code, redirect_uri, *, client_id=None):
+    """POST the code as Gong documents it: the grant in the query string, the client as Basic auth."""
+    params = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": client_id or standin.client_id,
+        "redirect_uri": redirect_uri,
+    }
+    return requests.post(
+        standin.url + "/oauth2/generate-customer-token",
+        params=params,
+        auth=(standin.client_id, standin.client_secret),
+        timeout=5,
+    )
+
+
+REDIRECT = "https://airflow.example.com/gong/callback"
+
+
+def test_authorize_redirects_with_a_code_that_exchanges_once_for_a_working_refresh_token(gong_standin):
+    authorize = {
+        "client_id": gong_standin.client_id,
+        "response_type": "code",
+        "redirect_uri": REDIRECT,
+        "scope": "api:meetings:user:create api:users:read",
+        "state": "st-42",
+    }
+    answer = requests.get(
+        gong_standin.url + "/oauth2/authorize", params=authorize, allow_redirects=False, timeout=5
+    )
+    assert answer.status_code == 302
+    location = urlsplit(answer.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = parse_qs(location.query)
+    assert query["state"] == ["st-42"]
+    (code,) = query["code"]
+
+    granted = exchange(gong_standin, code, REDIRECT)
+    assert granted.status_code == 200
+    tokens = granted.json()
+    assert tokens["api_base_url_for_customer"] == gong_standin.url
+    assert tokens["refresh_token"] and tokens["access_token"] and tokens["expires_in"] == 3600.0
+    assert gong_standin.code_exchanges == 1
+    assert requests.get(
+        gong_standin.url + "/v2/users",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=5,
+    ).ok
+    refreshed = requests.post(
+        gong_standin.url + "/oauth2/generate-customer-token",
+        params={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(gong_standin.client_id, gong_standin.client_secret),
+        timeout=5,
+    )
+    assert refreshed.status_code == 200
+
+    again = exchange(gong_standin, code, REDIRECT)  # a code works once
+    assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+
+
+def test_a_code_is_refused_for_another_redirect_uri_or_client_and_stays_usable(gong_standin):
+    code = gong_standin.issue_authorization_code(REDIRECT)
+    wrong = exchange(gong_standin, code, REDIRECT + "/other")
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
+    assert "redirect_uri" in wrong.json()["error_description"]
+    other_client = exchange(gong_standin, code, REDIRECT, client_id="someone-else")
+    assert (other_client.status_code, other_client.json()["error"]) == (400, "invalid_grant")
+    assert exchange(gong_standin, code, REDIRECT).status_code == 200
+    assert exchange(gong_standin, "never-issued", REDIRECT).json()["error"] == "invalid_grant"
+
+
+def test_an_expired_code_is_refused(gong_standin):
+    gong_standin.code_lifetime = 0.0
+    code = gong_standin.issue_authorization_code(REDIRECT)
+    answer = exchange(gong_standin, code, REDIRECT)
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+    assert "expired" in answer.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"client_id": "unknown"}, "client_id"),
+        ({"redirect_uri": None}, "redirect_uri"),
+        ({"redirect_uri": "javascript:alert(1)"}, "redirect_uri"),
+        ({"response_type": "token"}, "response_type"),
+    ],
+)
+def test_authorize_never_redirects_a_bad_request(gong_standin, change, fragment):
+    params = {
+        "client_id": gong_standin.client_id,
+        "response_type": "code",
+        "redirect_uri": REDIRECT,
+        **change,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    answer = requests.get(
+        gong_standin.url + "/oauth2/authorize", params=params, allow_redirects=False, timeout=5
+    )
+    assert answer.status_code == 400 and "Location" not in answer.headers
+    assert fragment in answer.json()["error_description"]
+    assert gong_standin.codes == {}
+
+
+def test_the_token_endpoint_still_refuses_other_grants(gong_standin):
+    answer = requests.post(
+        gong_standin.url + "/oauth2/generate-customer-token",
+        params={"grant_type": "password", "username": "x"},
+        auth=(gong_standin.client_id, gong_standin.client_secret),
+        timeout=5,
+    )
+    assert (answer.status_code, answer.json()["error"]) == (400, "unsupported_grant_type")
