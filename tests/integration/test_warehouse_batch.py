@@ -189,11 +189,13 @@ def test_quota_exhaustion_stops_the_batch_and_a_rerun_finishes_it(warehouse, fas
     assert fast_gong.duplicates() == {}
 
 
+# lease_seconds=4: the rerun takes over the dead runner's ledger lease 4 s after its last renewal (the
+# default, 120 s, is the same path, two minutes later).
 KILL_SCRIPT = """
 import sys
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 SqlToGongMeetingsOperator(
-    task_id="batch", table=sys.argv[1], ledger_table=sys.argv[2], claim_window=4
+    task_id="batch", table=sys.argv[1], ledger_table=sys.argv[2], claim_window=4, lease_seconds=4
 ).execute({})
 """
 
