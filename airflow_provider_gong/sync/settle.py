@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ __all__ = [
     "settle_row",
     "settle_token",
 ]
-log = logging.getLogger(__name__)
+log = logging.getLogger("airflow_provider_gong.sync.settle")  # also when run as __main__
 
 
 def settle_row(
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command} needs --row-key")
     # As `airflow connections get` does: connections kept in Airflow's metadata database count too.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _log_to_stderr()
     try:
         if args.command == "list":
             rows = list_pending(
@@ -237,6 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"Settled. {done.line()}")
     return 0
+
+
+def _log_to_stderr() -> None:
+    """Send the provider's log lines to stderr as plain text (the result goes to stdout)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    provider = logging.getLogger("airflow_provider_gong")
+    provider.handlers, provider.propagate = [handler], False
+    provider.setLevel(logging.INFO)
+    for category in (DeprecationWarning, FutureWarning):  # Airflow's own, nothing for this user to act on
+        warnings.filterwarnings("ignore", category=category)
 
 
 if __name__ == "__main__":
