@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
 __all__ = [
+    "DEFAULT_LEDGER_TABLE",
     "OUTCOMES",
     "LedgerSettler",
     "PendingRow",
