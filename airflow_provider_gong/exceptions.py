@@ -306,3 +306,34 @@ class GongLedgerError(GongError):
     def __init__(self, message: str, *, row_key: str, **kwargs: Any) -> None:
         self.row_key = row_key
         super().__init__(message, **kwargs)
+
+
+class GongSettleRefusedError(GongPermanentError):
+    """
+    A ledger row was not settled; the message says why and what to do instead.
+
+    ``reason`` is one of ``no_ledger``, ``not_found``, ``not_pending``, ``in_flight`` (another run's call
+    may still be in flight; the message says from when it can be settled), ``resent_by_run`` (a pending
+    update or delete: the next run sends it again, nothing to settle), ``duplicate_key`` and
+    ``changed`` (the row changed between its reading and the write: a run or another settlement got
+    there first). Nothing was written.
+    """
+
+    def __init__(self, message: str, *, row_key: str, reason: str, **kwargs: Any) -> None:
+        self.row_key = row_key
+        self.reason = reason
+        super().__init__(message, **kwargs)
+
+
+class GongLedgerBusyError(GongError):
+    """
+    A batch run holds the ledger's lease, and kept it for as long as the caller would wait.
+
+    ``holder`` is its claim token and ``until`` when its lease lapses unless renewed (UTC, ISO-8601).
+    Not permanent: settle again once the run has finished.
+    """
+
+    def __init__(self, message: str, *, holder: str, until: str, **kwargs: Any) -> None:
+        self.holder = holder
+        self.until = until
+        super().__init__(message, **kwargs)

@@ -23,6 +23,8 @@ import re
 import sys
 from collections.abc import Callable
 
+#: the ledger table the batch keeps when it is not told another (``ledger_table``)
+DEFAULT_LEDGER_TABLE = "gong_meeting_ledger"
 #: generic column kinds -> the type each dialect spells them with
 _TYPES: dict[str, dict[str, str]] = {
     "default": {"key": "VARCHAR(255)", "short": "VARCHAR({n})", "text": "TEXT", "int": "INTEGER"},
@@ -146,7 +148,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0].lower() not in DIALECTS:
         print(f"usage: python -m airflow_provider_gong.sync.ddl <{'|'.join(DIALECTS)}> [ledger_table]")
         return 2
-    kind, table = argv[0].lower(), argv[1] if len(argv) > 1 else "gong_meeting_ledger"
+    kind, table = argv[0].lower(), argv[1] if len(argv) > 1 else DEFAULT_LEDGER_TABLE
     print(ledger_ddl(kind, table) + ";")
     print(lease_ddl(kind, lock_table_name(table)) + ";")
     return 0

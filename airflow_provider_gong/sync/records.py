@@ -146,3 +146,24 @@ def failed_values(error: str, kind: str) -> dict[str, Any]:
 def unknown_values(error: str, request_id: str | None) -> dict[str, Any]:
     """Leave the row pending but say why: the create may have happened."""
     return {"status": PENDING, "error": error, "error_kind": UNKNOWN, "request_id": request_id}
+
+
+# -- a person's settlement of a pending row (see sync/settle.py) ----------------------------------------
+
+
+def settled_created_values(meeting_id: str, meeting_url: str | None) -> dict[str, Any]:
+    """
+    Return what a settlement writes for a meeting a person found in Gong.
+
+    What a run writes for a created meeting (:func:`created_values`), but for the meeting's state, which
+    only the source row knows: it is cleared, so an upsert or mirror run sends one PUT to be sure Gong
+    matches and keeps it then, as for rows created before fingerprints were kept.
+    """
+    values = {"status": CREATED, "meeting_id": meeting_id, "meeting_url": meeting_url}
+    values |= {"error": None, "error_kind": None, "action": None}
+    return {**values, "fingerprint": None, "organizer_email": None, "end_time": None}
+
+
+def settled_failed_values(error: str) -> dict[str, Any]:
+    """Return what a settlement writes when Gong has no meeting: failed, transient (the next run sends it)."""
+    return failed_values(error, TRANSIENT)

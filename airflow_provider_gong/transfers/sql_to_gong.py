@@ -36,6 +36,7 @@ from airflow_provider_gong.exceptions import (
     GongRateLimitError,
     GongValidationError,
 )
+from airflow_provider_gong.sync.ddl import DEFAULT_LEDGER_TABLE
 from airflow_provider_gong.sync.guard import DeleteGuard, max_deletes as _max_deletes
 from airflow_provider_gong.sync.plan import CREATE_ONLY, DEFAULT_COLUMNS, SYNC_MODES
 from airflow_provider_gong.sync.progress import IDLE, log_quota, problems, so_far
@@ -140,7 +141,7 @@ class SqlToGongMeetingsOperator(BaseOperator):
         table: str | None = None,
         sql: str | None = None,
         columns: Mapping[str, str] | None = None,
-        ledger_table: str = "gong_meeting_ledger",
+        ledger_table: str = DEFAULT_LEDGER_TABLE,
         timezone: str = "UTC",
         limits: MeetingLimits | Mapping[str, Any] | None = None,
         gong_conn_id: str = DEFAULT_CONN_ID,

@@ -113,3 +113,70 @@ def run_concurrently(tmp_path, warehouse, count=2, **options) -> list[dict]:
     time.sleep(0.5)
     go.touch()
     return finish(procs)
+
+
+# -- ledger rows as a run leaves them (real claims and outcomes, no batch) -----------------------------
+
+OLD = "2020-01-01T00:00:00+00:00"  # a claim older than any claim lease
+
+
+class LedgerRun:
+    """A run's side of a ledger: it takes the lease and claims and records rows as the batch does, to
+    leave each kind of row a person may meet (the batch's own tests make them through Gong)."""
+
+    def __init__(self, table: str, owner: str = "run-a", conn_id: str = "warehouse") -> None:
+        from airflow_provider_gong.meetings import MeetingResult
+
+        self._result = MeetingResult
+        self.hook = BaseHook.get_hook(conn_id)
+        self.table = table
+        self.book = ResultsLedger(self.hook, table, owner=owner)
+        self.book.ensure_table()
+        self.book.acquire(0)
+
+    def in_flight(self, key: str) -> None:
+        """Claimed a moment ago, no outcome yet: another run's call may be in flight."""
+        assert self.book.claim(key, None)
+
+    def died(self, key: str) -> None:
+        """Claimed long ago with no outcome: the run died mid-call."""
+        self.in_flight(key)
+        self.age(key)
+
+    def lost_answer(self, key: str) -> None:
+        """Gong's answer to the create was lost (error_kind unknown, Gong's requestId kept)."""
+        self.in_flight(key)
+        assert self.book.record_unknown(key, "POST /v2/meetings: the answer was lost", f"req-{key}")
+
+    def created(self, key: str, meeting_id: str = "4830196611553043414") -> None:
+        self.in_flight(key)
+        result = self._result(meeting_id, f"https://join.gong.io/{meeting_id}", f"req-{key}")
+        assert self.book.record_created(key, result)
+
+    def failed(self, key: str) -> None:
+        self.in_flight(key)
+        assert self.book.record_failed(key, "400: bad organizer", "permanent")
+
+    def pending(self, key: str, action: str) -> None:
+        """A created row whose update or delete was cut off (a run died mid-PUT or mid-DELETE)."""
+        self.created(key)
+        assert self.book.claim(key, self.book.get(key), action)
+        self.age(key)
+
+    def age(self, key: str) -> None:
+        self.hook.run(f"UPDATE {self.table} SET updated_at = '{OLD}' WHERE row_key = '{key}'")
+
+    def close(self) -> None:
+        self.book.close()
+
+
+def ledger_row(table: str, key: str, conn_id: str = "warehouse") -> dict | None:
+    book = ResultsLedger(BaseHook.get_hook(conn_id), table, owner="test-reader")
+    try:
+        return {r["row_key"]: r for r in book.read_all()}.get(key)
+    finally:
+        book.close()
+
+
+def lease_owner(table: str, conn_id: str = "warehouse") -> str:
+    return str(BaseHook.get_hook(conn_id).get_first(f"SELECT owner FROM {table}_lock")[0] or "").strip()
