@@ -14,6 +14,9 @@ users:
   falls back to "a failure after the POST is permanent" (see ``GongCreateMeetingOperator``).
 * ``DagBag``: ``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` on 3.1 (the demo and
   the tests load the example DAGs with it; the provider itself never does).
+* ``Stats``: the task SDK's ``airflow.sdk.observability.stats`` from 3.2 (its task runner configures it
+  from ``[metrics]``); on 3.1 core's ``airflow.stats``, which configures itself (:mod:`.metrics` sends
+  through it).
 * The connection form: 3.2+ reads it from ``get_provider_info()`` (``conn-fields``,
   ``ui-field-behaviour``); 3.1 only asks the hook class (``get_ui_field_behaviour``).
 
@@ -43,6 +46,7 @@ __all__ = [
     "has_declarative_connection_form",
     "has_task_state_store",
     "hook_ui_field_behaviour",
+    "stats",
     "task_state_store",
 ]
 
@@ -68,6 +72,23 @@ def has_task_state_store() -> bool:
     except ImportError:
         return False
     return True
+
+
+@functools.cache
+def stats() -> Any:
+    """
+    Return Airflow's ``Stats`` for task code: ``incr``, ``timing``, ``gauge`` (imported on first use).
+
+    From 3.2 the task SDK's (``airflow.sdk.observability.stats``), which its task runner configures from
+    ``[metrics]`` before the task starts; on 3.1 core's ``airflow.stats.Stats``, which configures itself
+    from ``[metrics]`` when first used. Whichever backend that is (StatsD, DogStatsD, OpenTelemetry, or
+    none) is resolved by Airflow at every call, so it follows a fork or a re-initialisation.
+    """
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # Airflow 3.1 (task SDK 1.1 has none)
+        from airflow.stats import Stats
+    return Stats
 
 
 @functools.cache

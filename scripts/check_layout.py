@@ -37,7 +37,7 @@ MODULE_LIMITS = {f"{PACKAGE}.hooks.gong": (300, "the hook is thin: Airflow glue 
 #: ``_client`` above it. The package root ("") holds only metadata.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "_compat", "exceptions"),  # metadata, Airflow shims, the public errors
-    ("rules", "meetings", "pacing", "_dialect", "state", "links", "testing"),  # models and plumbing
+    ("rules", "meetings", "pacing", "_dialect", "state", "links", "testing", "metrics"),  # models, plumbing
     ("_client.transport", "_client.retry", "_client.redact", "_client.errors"),  # HTTP plumbing
     ("quota", "oauth", "token_endpoint", "token_store"),  # what the quota and the OAuth chain keep
     ("_client",),  # settings, auth and the client that composes them

@@ -86,3 +86,14 @@ def task_states():
     from airflow.models.taskinstance import TaskInstance
 
     return lambda dag_run: {r.task_id: (r.state, r.try_number) for r in _rows_of_run(TaskInstance, dag_run)}
+
+
+@pytest.fixture
+def metrics(monkeypatch):
+    """What the provider sends to Airflow's ``Stats``, recorded instead (tests/_support/statsd.py)."""
+    from airflow_provider_gong import metrics as module
+    from tests._support.statsd import RecordingStats
+
+    recorder = RecordingStats()
+    monkeypatch.setattr(module, "_stats", lambda: recorder)
+    return recorder

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from tenacity import Retrying
 
-from airflow_provider_gong import __version__
+from airflow_provider_gong import __version__, metrics
 from airflow_provider_gong._client.auth import BasicAuth, BearerAuth, OAuthAuth
 from airflow_provider_gong._client.errors import json_or_none, not_json_error, status_error, transport_error
 from airflow_provider_gong._client.redact import Redactor
@@ -236,6 +236,7 @@ class GongClient:
         session = self.session
         self._preconnect(session)  # before the slot: the request must follow its slot at once
         grant = self._acquire()
+        status: int | None = None  # none: no answer came (counted as an "error" call)
         try:
             with DeadlineAdapter.deadline(settings.total_deadline) as call:
                 try:
@@ -249,6 +250,7 @@ class GongClient:
                 finally:
                     if call.sent_at is not None:  # written out, whatever came back
                         self.limiter.sent(grant, call.sent_at)
+            status = response.status_code
             if not 200 <= response.status_code < 300:
                 raise status_error(
                     response, operation, idempotent=idempotent, max_retry_wait=settings.max_retry_wait
@@ -266,6 +268,8 @@ class GongClient:
                 base_url=self.base_url,
                 deadline=settings.total_deadline,
             ) from None
+        finally:
+            metrics.call(method, path, status)
         if body is None:
             self.forget_connections()
             raise not_json_error(
@@ -283,6 +287,7 @@ class GongClient:
         try:
             grant = self.limiter.take()
             self.calls += 1  # a slot taken is a call counted against the quota
+            metrics.quota_wait(grant.slept)
             return grant
         except GongQuotaExhaustedError as exc:
             # Like a 429's Retry-After: a budget that resets within max_retry_wait (the last seconds

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow_provider_gong import metrics
 from airflow_provider_gong.exceptions import (
     GongError,
     GongMeetingMayExistError,
@@ -129,7 +130,7 @@ class Actions:
     def _not_claimed(self, key: str) -> None:
         held = self.ledger.collisions.get(key)
         if held is None:
-            self.progress.claimed_elsewhere += 1
+            self._lost(CREATE)
             log.info("Row %s: another run claimed it first; skipped here", key)
             return
         self.progress.count_bad_keys(1, duplicates=True)
@@ -142,6 +143,11 @@ class Actions:
             self.ledger.table_name,
             self.key_column,
         )
+
+    def _lost(self, action: str) -> None:
+        """Another runner claimed the row first: it is that runner's to send (counted, and in Stats)."""
+        self.progress.claimed_elsewhere += 1
+        metrics.claim_lost(str(action))
 
     def _send(self, key: str, meeting: Meeting) -> None:
         try:
@@ -176,7 +182,7 @@ class Actions:
 
     def update(self, key: str, entry: LedgerEntry, meeting: Meeting) -> None:
         if not self.pipe.claim(key, entry, UPDATE):
-            self.progress.claimed_elsewhere += 1
+            self._lost(UPDATE)
             return
         try:
             answer = self.gong.update_meeting(str(entry.meeting_id), meeting)
@@ -210,7 +216,7 @@ class Actions:
             log.error("Row %s: cannot delete its meeting: the ledger has no meeting ID or organizer", key)
             return False
         if not self.pipe.claim(key, entry, DELETE):
-            self.progress.claimed_elsewhere += 1
+            self._lost(DELETE)
             return False
         try:
             existed = self.gong.delete_meeting(str(entry.meeting_id), str(organizer))

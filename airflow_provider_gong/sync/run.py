@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_gong import metrics
 from airflow_provider_gong.exceptions import GongBatchStoppedError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.rules import MeetingLimits
@@ -124,7 +125,12 @@ class BatchRun:
         except BaseException:
             self.pipe.abandon()  # outcomes written, unused claims handed back; the error stands
             raise
-        self.pipe.finish()
+        else:
+            self.pipe.finish()
+        finally:  # however it ended: what this run (this leg of a deferred run) did
+            metrics.batch_rows(
+                self.progress.summary(), skipped=self.progress.skipped, tags={"sync_mode": str(self.mode)}
+            )
 
     def _run_page(self, page: Page) -> None:
         rows, entries = page

@@ -185,3 +185,16 @@ def test_skips_are_counted_and_told(caplog, reason, counter, text):
     act = actions()
     act.skip("k1", reason, LedgerEntry("pending", None, 1, "other", "2030-01-01"))
     assert getattr(act.progress, counter) == 1 and text in caplog.text
+
+
+@pytest.mark.parametrize("step", ["create", "update", "delete"])
+def test_a_claim_lost_to_another_runner_is_counted_in_stats(step, metrics):
+    act = actions(pipe=Pipe(wins=False))
+    if step == "create":
+        act.create("k", None, meeting(), None)
+    elif step == "update":
+        act.update("k", LIVE, meeting())
+    else:
+        act.delete("k", LIVE, "old@acme.com")
+    assert act.progress.claimed_elsewhere == 1
+    assert [(s.name, s.value, s.tags) for s in metrics.samples] == [("gong.claims.lost", 1, {"action": step})]

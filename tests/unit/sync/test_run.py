@@ -113,3 +113,25 @@ def test_the_survey_plans_without_writing_and_the_sync_modes_act_on_it(sqlite_ho
     assert (summary["updated"], summary["deleted"], summary["unchanged"]) == (1, 2, 2)
     statuses = {r["row_key"]: r["status"] for r in mirror.ledger.read_all()}
     assert statuses == {"1": "created", "2": "created", "3": "deleted", "4": "deleted", "5": "created"}
+
+
+def test_a_run_reports_its_rows_to_airflows_stats_when_it_ends(sqlite_hook, gong, batch, metrics):
+    seed(sqlite_hook, demo_rows(4))  # 4 good rows, an unknown organizer, an end before its start
+    batch().run()
+    counts = metrics.counters()
+    assert counts["gong.batch.runs"] == 1
+    assert (counts["gong.batch.rows.created"], counts["gong.batch.rows.failed"]) == (4, 2)
+    assert counts["gong.batch.rows.skipped"] == 0 and counts["gong.batch.rows.outcome_unknown"] == 0
+    assert counts["gong.calls.meetings_create.2xx"] == 4
+    assert counts["gong.calls.meetings_create.4xx"] == 1  # the unknown organizer: Gong refused it
+    rows = [s for s in metrics.samples if s.name.startswith("gong.batch.")]
+    assert {s.tags["sync_mode"] for s in rows} == {"create"}
+
+
+def test_a_stopped_run_still_reports_what_it_did(sqlite_hook, gong, batch, metrics):
+    seed(sqlite_hook, demo_rows(3, bad=False))
+    run = batch()
+    run.stop()
+    with pytest.raises(GongBatchStoppedError):
+        run.run()
+    assert metrics.counters()["gong.batch.runs"] == 1
