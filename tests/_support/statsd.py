@@ -160,3 +160,32 @@ class StatsdListener:
                 return True
             time.sleep(0.05)
         return ready(self)
+
+
+def configure_stats_like_the_task_runner() -> None:
+    """
+    Set up Airflow's ``Stats`` from ``[metrics]`` in this process, as Airflow's task runner does
+    before it runs a task (for a process that runs an operator itself, outside any task runner).
+
+    Task SDK 1.3 (Airflow 3.3): ``stats.initialize(factory=..., export_legacy_names=...)``; task SDK 1.2
+    (3.2): ``Stats.initialize(factory=get_stats_factory(Stats))``; Airflow 3.1: nothing, core's
+    ``airflow.stats.Stats`` configures itself from ``[metrics]`` when first used.
+    """
+    import inspect
+
+    try:
+        from airflow.sdk.observability.metrics import stats_utils
+    except ImportError:  # Airflow 3.1
+        return
+    from airflow.sdk.observability.stats import Stats
+
+    if inspect.signature(stats_utils.get_stats_factory).parameters:  # task SDK 1.2
+        Stats.initialize(factory=stats_utils.get_stats_factory(Stats))
+        return
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.observability import stats
+
+    stats.initialize(
+        factory=stats_utils.get_stats_factory(),
+        export_legacy_names=conf.getboolean("metrics", "legacy_names_on"),
+    )

@@ -147,3 +147,16 @@ def test_compat_finds_airflows_stats_for_task_code():
     except ImportError:  # 3.1: core's
         from airflow.stats import Stats
     assert stats is Stats
+
+
+def test_the_metrics_guide_names_every_part_of_every_name():
+    from tests.conftest import ROOT
+
+    guide = (ROOT / "docs" / "guides" / "metrics.md").read_text()
+    parts = [*metrics.ENDPOINTS, *metrics.STATUS_CLASSES, *metrics.ROW_OUTCOMES]
+    fixed = [metrics.RATE_LIMITED, metrics.QUOTA_WAIT, metrics.BATCH_RUNS, metrics.CLAIMS_LOST]
+    templates = [f"{metrics.CALLS}.<endpoint>.<status_class>", f"{metrics.BATCH_ROWS}.<outcome>"]
+    for word in [*fixed, *templates]:
+        assert f"`{word}`" in guide, word
+    for word in parts:
+        assert f"| `{word}` |" in guide or f"`{word}`" in guide, word
