@@ -135,6 +135,7 @@ def test_no_stats_backend_at_all_is_no_error(monkeypatch):
         raise ImportError("no Stats in this Airflow")
 
     monkeypatch.setattr(_compat, "stats", missing)
+    monkeypatch.setattr(metrics, "_warned", False)
     metrics.call("GET", "/v2/users", 200)  # nothing raised
 
 
