@@ -5,7 +5,7 @@ Airflow sends them wherever the deployment sends its own metrics (StatsD, DogSta
 ``[metrics]`` in airflow.cfg), under its prefix (``statsd_prefix`` / ``otel_prefix``, ``airflow`` by
 default). Each dimension is part of the name, as Airflow names its own metrics, so plain StatsD can
 tell endpoints apart; the same dimensions also go along as tags, which DogStatsD, OpenTelemetry and
-StatsD with InfluxDB tags keep. Every name and its meaning: ``docs/guides/metrics.rst``.
+StatsD with InfluxDB tags keep. Every name and its meaning: ``docs/guides/metrics.md``.
 
 Never raises: a metrics backend that fails (an unresolvable StatsD host, a broken exporter) is logged
 once per process and otherwise ignored, since a count is never worth a Gong call or a batch row.
