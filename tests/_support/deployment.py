@@ -221,7 +221,7 @@ class _PostgresWarehouse:
         import psycopg
 
         with psycopg.connect(self.uri, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
     def insert_rows(
         self, table: str, rows: Sequence[Sequence[Any]], target_fields: Sequence[str], commit_every: int = 0
@@ -231,13 +231,13 @@ class _PostgresWarehouse:
         marks = ", ".join(["%s"] * len(target_fields))
         sql = f"INSERT INTO {table} ({', '.join(target_fields)}) VALUES ({marks})"
         with psycopg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cursor:
-            cursor.executemany(sql, rows)  # type: ignore[arg-type]
+            cursor.executemany(sql, rows)
 
     def get_records(self, sql: str) -> list[tuple[Any, ...]]:
         import psycopg
 
         with psycopg.connect(self.uri, autocommit=True) as conn:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql).fetchall()
 
 
 class LocalDeployment:
@@ -532,6 +532,8 @@ class LocalDeployment:
         kind = self.metadata
         if kind == "auto":
             reason = postgres_unreachable()
+            if reason and self.celery:
+                raise DeploymentError(f"the Celery deployment needs PostgreSQL: {reason}")
             kind = "sqlite" if reason else "postgres"
             if reason:
                 self.say(f"Metadata database: SQLite ({reason})")
@@ -830,20 +832,28 @@ class LocalDeployment:
         """
         component = self.running[name]
         self.killed.add(name)
-        table = _process_table()
-        victims = {pid for pid, proc in table.items() if component.pgid in (proc.sid, proc.pgid)}
-        while True:
-            children = {pid for pid, proc in table.items() if proc.ppid in victims} - victims
-            if not children:
+        commands: list[str] = []
+        for _ in range(3):  # again, for anything forked between reading the table and the kill
+            table = _process_table()
+            victims = {
+                pid
+                for pid, proc in table.items()
+                if component.pgid in (proc.sid, proc.pgid) and not proc.zombie
+            }
+            while True:
+                children = {pid for pid, proc in table.items() if proc.ppid in victims} - victims
+                if not children:
+                    break
+                victims |= children
+            if not victims:
                 break
-            victims |= children
-        commands = [_command(pid) for pid in sorted(victims)]
-        component.signal_group(signal.SIGKILL)
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            component.process.wait(10)
+            commands += [_command(pid) for pid in sorted(victims)]
+            component.signal_group(signal.SIGKILL)
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                component.process.wait(10)
         return commands
 
     def wait_healthy(self, timeout: float = 240.0) -> None:
