@@ -48,7 +48,7 @@ MATRIX ?= 3.1 3.2
 # The `timing` tests (pacing and volume against the wall clock; see pyproject's markers) run on the main
 # venv only: what they check does not depend on Airflow, and they are the slowest part of the suite.
 # The same goes for the warehouse matrix (`warehouses`: every database x keyed/unkeyed ledger).
-# So does the Celery deployment test (`celery`, ~2-3 min): on every leg it would cost a deployment more,
+# So does the Celery deployment test (`celery`, ~75 s): on every leg it would cost a deployment more,
 # and what it checks (the provider's quota and ledger across workers) does not depend on Airflow's version.
 MATRIX_PYTEST_ARGS ?= -m "not timing and not warehouses and not celery"
 MATRIX_STAMPS := $(foreach minor,$(MATRIX),.venv-airflow-$(minor)/.installed)

@@ -87,7 +87,11 @@ def test_mapped_and_overlapping_batches_share_the_rate_across_both_workers(
     assert [c for c in calls if c.status == 429] == []
     # ... and close to it while the two batches have rows to send: from the first batch create to the
     # last, every call the stand-in answered (the mapped run's and the preflights' included).
-    batch = [c.at for c in calls if c.external_id and c.external_id.startswith("celery_")]
+    spans = [
+        [c.at for c in calls if (c.external_id or "").startswith(f"{t}-")] for t in ("celery_a", "celery_b")
+    ]
+    assert max(min(span) for span in spans) < min(max(span) for span in spans), "the batches did not overlap"
+    batch = spans[0] + spans[1]
     first, last = min(batch), max(batch)
     busy = [c for c in calls if first <= c.at <= last]
     rate = (len(busy) - 1) / (last - first) / RATE
