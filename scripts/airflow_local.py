@@ -6,6 +6,11 @@ stand-in; the connections ``gong_default`` (access key + secret), ``gong_bearer`
 ``warehouse`` (the SQLite demo warehouse of ``make demo``) in the metadata database. Runs in the
 foreground; Ctrl-C stops every process and drops the PostgreSQL database. Every start is a fresh one
 (the previous home under .demo/airflow-local is wiped at start, kept after exit for its logs).
+
+``--executor celery`` (``make airflow EXECUTOR=celery``): CeleryExecutor instead, with a Redis broker
+and two workers (``--workers``) of their own hostnames and directories; the warehouse and the Gong
+connections' quota and OAuth store are then on PostgreSQL too (``gong_state``), so no worker shares a
+file with another.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/_support: the deployment is a development aid, not in the wheel
 
 from airflow_provider_gong.testing.standin import GongStandIn  # noqa: E402
-from tests._support.deployment import ADMIN_USER, LocalDeployment, postgres_unreachable  # noqa: E402
+from tests._support.celery import celery_unavailable, worker_name  # noqa: E402
+from tests._support.deployment import (  # noqa: E402
+    ADMIN_USER,
+    STATE_CONN_ID,
+    LocalDeployment,
+    postgres_unreachable,
+)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -38,17 +49,41 @@ def banner(deployment: LocalDeployment) -> str:
     dags = ", ".join(
         sorted(p.stem for p in deployment.dags_folder.glob("*.py") if not p.name.startswith("_"))
     )
+    if deployment.celery:
+        assert deployment.broker is not None
+        indexes = range(1, deployment.workers + 1)
+        workers = ", ".join(f"{worker_name(i)} (cwd {_rel(deployment.worker_dir(i))})" for i in indexes)
+        slots = deployment.worker_concurrency
+        executor = (
+            f"CeleryExecutor, {deployment.workers} workers x {slots} slots: {workers}\n"
+            f"                broker {deployment.broker.url} (queue {deployment.queue}), results in the "
+            "metadata database"
+        )
+        warehouse = (
+            f"PostgreSQL database {deployment.warehouse_database} (table meetings_to_schedule, "
+            f"{deployment.warehouse_rows} rows;\n                dropped on exit); the Gong connections keep "
+            f"their quota and OAuth tokens there too ({STATE_CONN_ID})"
+        )
+        connections = "warehouse and gong_state (PostgreSQL)"
+    else:
+        executor = "LocalExecutor (the scheduler runs the tasks)"
+        warehouse = (
+            f"{_rel(deployment.warehouse_path)} (table meetings_to_schedule, "
+            f"{deployment.warehouse_rows} rows: every example succeeds\n"
+            "                with its defaults; `make demo` shows what bad rows do)"
+        )
+        connections = "warehouse (SQLite)"
     return f"""
 Airflow is running at {deployment.url}  (started in {deployment.timings["start total"]:.0f} s)
   Log in as:    {ADMIN_USER} / {deployment.admin_password}
   DAGs:         {dags} (paused: unpause, then Trigger; edits in example_dags/ are picked up)
-  Connections:  gong_default (access key + secret), gong_bearer (bearer token), warehouse (SQLite)
+  Executor:     {executor}
+  Connections:  gong_default (access key + secret), gong_bearer (bearer token), {connections}
                 check one: {_rel(deployment.bin_dir / "airflow")} connections test gong_default (with the
                 AIRFLOW_HOME below; the UI's Test button fails on Airflow 3.3.2, see the guide)
   Gong stand-in {deployment.standin.url}: key {deployment.gong_key}, secret {deployment.gong_secret},
                 token {deployment.gong_token}; meetings so far: {deployment.standin.url}/_standin/meetings
-  Warehouse:    {_rel(deployment.warehouse_path)} (table meetings_to_schedule, 12 rows: every example succeeds
-                with its defaults; `make demo` shows what bad rows do)
+  Warehouse:    {warehouse}
   Metadata:     {metadata}
   CLI:          AIRFLOW_HOME={home} {_rel(deployment.bin_dir / "airflow")} dags list
   Logs:         {_rel(deployment.output_dir)}/*.log (components), {home}/logs (tasks)
@@ -71,7 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-triggerer", action="store_true", help="skip the triggerer (deferred tasks wait)"
     )
+    parser.add_argument("--executor", choices=["local", "celery"], default="local")
+    parser.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
     args = parser.parse_args(argv)
+    if args.executor == "celery":
+        reason = postgres_unreachable() or celery_unavailable()
+        if args.metadata == "sqlite" or reason:
+            why = reason or "--metadata sqlite"
+            print(f"The Celery deployment needs PostgreSQL, Redis and the Celery provider: {why}")
+            return 1
 
     signal.signal(signal.SIGTERM, _interrupt)
     # Python leaves SIGINT ignored when it started ignored (a background job of a script): Ctrl-C or
@@ -91,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         # Only good rows: triggering any example with its form's defaults must succeed (issue 21).
         warehouse_bad_rows=False,
         log=lambda message: print(message, flush=True),
+        executor=args.executor,
+        workers=args.workers,
     )
     code = 0
     try:

@@ -43,7 +43,18 @@ from typing import Any, NamedTuple, cast
 import requests
 
 from airflow_provider_gong.testing.standin import GongStandIn
+from tests._support.celery import (
+    HOSTNAME_CALLABLE,
+    RedisBroker,
+    worker_command,
+    worker_env,
+    worker_name,
+    worker_ready,
+)
 from tests._support.warehouse import create_meetings_table, demo_rows, insert_meetings
+
+#: The repository (the Celery deployment's processes import tests._support.worker_hostname from it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: The PostgreSQL server (maintenance database) the metadata databases are created on.
 PG_ADMIN_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -56,6 +67,10 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 #: Marks every process of a deployment (inherited by all their children), to find any left behind.
 MARKER_ENV = "GONG_LOCAL_DEPLOYMENT"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+EXECUTORS = ("local", "celery")
+#: The PostgreSQL connection of the Celery deployment's warehouse, which also keeps the Gong
+#: connections' quota and OAuth token chain (``quota_backend`` sql): no file is shared between workers.
+STATE_CONN_ID = "gong_state"
 _COMPONENT_COMMANDS: dict[str, tuple[str, ...]] = {
     "api-server": ("api-server",),
     "scheduler": ("scheduler",),
@@ -147,13 +162,16 @@ class AirflowApi:
 class _Component:
     """One Airflow command running in its own session (process group), output to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], output: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], env: dict[str, str], output: Path, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.output = output
         with output.open("ab") as sink:
             self.process = subprocess.Popen(
                 list(argv),
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -188,6 +206,39 @@ class _SqliteWarehouse:
         with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
             conn.executemany(sql, rows)
 
+    def get_records(self, sql: str) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            return conn.execute(sql).fetchall()
+
+
+class _PostgresWarehouse:
+    """The same for the Celery deployment's PostgreSQL warehouse (psycopg, autocommit)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def run(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.uri, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def insert_rows(
+        self, table: str, rows: Sequence[Sequence[Any]], target_fields: Sequence[str], commit_every: int = 0
+    ) -> None:
+        import psycopg
+
+        marks = ", ".join(["%s"] * len(target_fields))
+        sql = f"INSERT INTO {table} ({', '.join(target_fields)}) VALUES ({marks})"
+        with psycopg.connect(self.uri, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def get_records(self, sql: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.uri, autocommit=True) as conn:
+            return conn.execute(sql).fetchall()
+
 
 class LocalDeployment:
     """Start, use and stop one local Airflow deployment. Use it as a context manager.
@@ -209,6 +260,12 @@ class LocalDeployment:
     :param standin_rate: the stand-in's rate limit (calls/s; None: none); 3 like Gong's default.
     :param standin_options: more :class:`GongStandIn` arguments (e.g. ``echo_authorization``).
     :param config: more ``{section: {option: value}}`` for airflow.cfg, applied last.
+    :param executor: ``local`` (LocalExecutor) or ``celery``: CeleryExecutor with a Redis broker
+        (:mod:`.celery`), the PostgreSQL metadata database as its result backend, ``workers`` workers
+        of ``worker_concurrency`` slots each, each with its own hostname and working directory; the
+        warehouse is then a PostgreSQL database of its own (``gong_af_*_wh``, dropped at stop) which
+        also keeps the Gong connections' quota and OAuth tokens (``quota_backend`` sql,
+        ``quota_conn_id`` :data:`STATE_CONN_ID`), so the workers share no file.
     """
 
     def __init__(
@@ -230,9 +287,16 @@ class LocalDeployment:
         warehouse_bad_rows: bool = True,
         config: dict[str, dict[str, Any]] | None = None,
         log: Any = None,
+        executor: str = "local",
+        workers: int = 2,
+        worker_concurrency: int = 2,
     ) -> None:
         if metadata not in ("auto", "postgres", "sqlite"):
             raise ValueError(f"metadata must be auto, postgres or sqlite, got {metadata!r}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        if executor == "celery" and metadata == "sqlite":
+            raise ValueError("the Celery deployment needs PostgreSQL (metadata and the result backend)")
         unknown = set(components) - set(_COMPONENT_COMMANDS)
         if unknown:
             raise ValueError(f"unknown components {sorted(unknown)}; known: {sorted(_COMPONENT_COMMANDS)}")
@@ -253,7 +317,14 @@ class LocalDeployment:
         self.warehouse_bad_rows = warehouse_bad_rows
         self.extra_config = config or {}
         self.say = log or (lambda message: None)
+        self.executor = executor
+        self.workers = workers if executor == "celery" else 0
+        self.worker_concurrency = worker_concurrency
         self.marker = uuid.uuid4().hex
+        self.broker: RedisBroker | None = None
+        self.warehouse_database: str | None = None
+        #: components this deployment was told to kill (:meth:`kill_component`): not a failure
+        self.killed: set[str] = set()
         self.bin_dir = Path(sys.executable).parent
         self.admin_password = secrets.token_urlsafe(12)
         self.database: str | None = None
@@ -278,7 +349,27 @@ class LocalDeployment:
 
     @property
     def warehouse_path(self) -> Path:
+        """The SQLite warehouse (LocalExecutor; the Celery deployment's is :attr:`warehouse_database`)."""
         return self.root / "warehouse.db"
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "celery"
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this deployment's tasks and workers (its own, like its Redis database)."""
+        return f"gong-{self.marker[:12]}"
+
+    def worker_dir(self, index: int) -> Path:
+        """Worker ``index``'s working directory (cwd, TMPDIR, pid file), as on a machine of its own."""
+        return self.root / "workers" / worker_name(index)
+
+    def warehouse(self) -> Any:
+        """The warehouse, with ``run``, ``insert_rows`` and ``get_records`` (no Airflow import)."""
+        if self.warehouse_database:
+            return _PostgresWarehouse(self._pg_uri(self.warehouse_database))
+        return _SqliteWarehouse(self.warehouse_path)
 
     @property
     def output_dir(self) -> Path:
@@ -316,6 +407,8 @@ class LocalDeployment:
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
         )
+        if self.celery:  # every process imports [core] hostname_callable from tests._support
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env[MARKER_ENV] = self.marker
         return env
 
@@ -341,6 +434,8 @@ class LocalDeployment:
         begin = time.monotonic()
         self._prepare_home()
         self._create_database()
+        if self.celery:
+            self.broker = RedisBroker(self.root, self.marker, say=self.say).start()
         self._write_config()
         self._step("db migrate", lambda: self.airflow("db", "migrate", timeout=timeout))
         self.standin = GongStandIn(
@@ -355,6 +450,7 @@ class LocalDeployment:
         for name in self.components:
             argv = [str(self.bin_dir / "airflow"), *_COMPONENT_COMMANDS[name]]
             self.running[name] = _Component(name, argv, self.env, self.output_dir / f"{name}.log")
+        self._start_workers()
         self._step("components healthy", lambda: self.wait_healthy(timeout))
         self.timings["start total"] = time.monotonic() - begin
         self.say(f"Airflow is up at {self.url} ({self.timings['start total']:.1f} s)")
@@ -397,6 +493,8 @@ class LocalDeployment:
                 os.kill(pid, signal.SIGKILL)
         if self.standin is not None:
             self.standin.stop()
+        if self.broker is not None:
+            self.broker.stop()
         self._drop_database()
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
@@ -422,8 +520,8 @@ class LocalDeployment:
         self.output_dir.mkdir()
         if self.dag_files is not None:
             (self.home / "dags").mkdir()
-            for name in self.dag_files:
-                shutil.copy2(self.source_dags / name, self.home / "dags" / name)
+            for name in self.dag_files:  # a name in dags_folder, or a path (e.g. a test's own DAG)
+                shutil.copy2(self.source_dags / name, self.home / "dags" / Path(name).name)
         # SimpleAuthManager reads its users' passwords from this file (it generates missing ones);
         # writing it first gives a known password instead of one printed in a log.
         passwords = self.home / "simple_auth_manager_passwords.json.generated"
@@ -434,6 +532,8 @@ class LocalDeployment:
         kind = self.metadata
         if kind == "auto":
             reason = postgres_unreachable()
+            if reason and self.celery:
+                raise DeploymentError(f"the Celery deployment needs PostgreSQL: {reason}")
             kind = "sqlite" if reason else "postgres"
             if reason:
                 self.say(f"Metadata database: SQLite ({reason})")
@@ -446,7 +546,10 @@ class LocalDeployment:
         name = f"{DB_PREFIX}{secrets.token_hex(5)}"
         with psycopg.connect(PG_ADMIN_URI, connect_timeout=5, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        self.database = name
+            self.database = name
+            if self.celery:
+                conn.execute(f'CREATE DATABASE "{name}_wh"')
+                self.warehouse_database = f"{name}_wh"
         info = conninfo_to_dict(make_conninfo(PG_ADMIN_URI, dbname=name))
         user = str(info.get("user") or "postgres")
         auth = user + (f":{info['password']}" if info.get("password") else "")
@@ -454,18 +557,42 @@ class LocalDeployment:
         self.sql_alchemy_conn = f"postgresql+psycopg2://{auth}@{host}:{port}/{name}"
         self.say(f"Metadata database: PostgreSQL {name}")
 
+    def _pg_uri(self, database: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(PG_ADMIN_URI, dbname=database)
+
+    def _pg_connection(self, database: str, description: str) -> dict[str, Any]:
+        """``airflow connections add --conn-json`` of a postgres connection to ``database``."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(self._pg_uri(database))
+        conn = {
+            "conn_type": "postgres",
+            "host": info.get("host") or "127.0.0.1",
+            "port": int(info.get("port") or 5432),
+            "login": info.get("user") or "postgres",
+            "schema": database,
+            "description": description,
+        }
+        if info.get("password"):
+            conn["password"] = info["password"]
+        return conn
+
     def _drop_database(self) -> None:
-        if not self.database:
-            return
         import psycopg
 
-        try:
-            with psycopg.connect(PG_ADMIN_URI, connect_timeout=5, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        except Exception as exc:  # report, do not hide the test's own failure behind this one
-            print(f"Could not drop the metadata database {self.database}: {exc}", file=sys.stderr)
-            return
-        self.database = None
+        for attribute in ("warehouse_database", "database"):
+            name = getattr(self, attribute)
+            if not name:
+                continue
+            try:
+                with psycopg.connect(PG_ADMIN_URI, connect_timeout=5, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as exc:  # report, do not hide the test's own failure behind this one
+                print(f"Could not drop the database {name}: {exc}", file=sys.stderr)
+                continue
+            setattr(self, attribute, None)
 
     def database_exists(self, name: str) -> bool:
         import psycopg
@@ -527,6 +654,8 @@ class LocalDeployment:
                 "trigger_log_server_port": trigger_log_port,
             },
         }
+        if self.celery:
+            self._celery_config(config)
         for section, options in self.extra_config.items():
             config.setdefault(section, {}).update(options)
         lines = []
@@ -538,10 +667,39 @@ class LocalDeployment:
         path.write_text("\n".join(lines))
         path.chmod(0o600)
 
+    def _celery_config(self, config: dict[str, dict[str, Any]]) -> None:
+        """CeleryExecutor: Redis broker, PostgreSQL result backend, a queue of its own, few slots."""
+        assert self.broker is not None
+        slots = self.workers * self.worker_concurrency
+        config["core"].update(
+            executor="CeleryExecutor",
+            parallelism=slots,
+            # Task instances record the worker's own name (GONG_WORKER_HOSTNAME), not this machine's.
+            hostname_callable=HOSTNAME_CALLABLE,
+        )
+        config["celery"] = {
+            "broker_url": self.broker.url,
+            "result_backend": f"db+{self.sql_alchemy_conn}",
+            "worker_concurrency": self.worker_concurrency,
+            # One task at a time per free slot: a worker does not hoard queued tasks the other could run.
+            "worker_prefetch_multiplier": 1,
+            "sync_parallelism": 1,
+        }
+        config["operators"] = {"default_queue": self.queue}
+        # A worker that dies without a word (SIGKILL, a lost machine) leaves its task instances
+        # "running": the scheduler fails them (and retries them, if they have retries) once they miss
+        # their heartbeats this long; the default, 300 s, is the same path five minutes later.
+        config["scheduler"].update(
+            task_instance_heartbeat_timeout=15, task_instance_heartbeat_timeout_detection_interval=2
+        )
+        config["workers"] = {"min_heartbeat_interval": 2}
+        # TODO(issue 22 part 4, branch i22-metrics): [metrics] statsd_on = True, statsd_host = 127.0.0.1,
+        # statsd_port = <the loopback listener of tests/_support/statsd.py> go here (or through `config`).
+
     def connections(self) -> dict[str, dict[str, Any]]:
         """The connections the example DAGs use, as ``airflow connections add --conn-json`` takes them."""
         assert self.standin is not None
-        return {
+        connections: dict[str, dict[str, Any]] = {
             "gong_default": {
                 "conn_type": "gong",
                 "host": self.standin.url,
@@ -561,6 +719,17 @@ class LocalDeployment:
                 "description": "The demo warehouse (SQLite)",
             },
         }
+        if self.warehouse_database:  # Celery: no file shared between workers
+            shared = {"quota_backend": "sql", "quota_conn_id": STATE_CONN_ID}
+            connections["gong_default"]["extra"] = shared
+            connections["gong_bearer"]["extra"] = {**connections["gong_bearer"]["extra"], **shared}
+            connections["warehouse"] = self._pg_connection(
+                self.warehouse_database, "The demo warehouse (PostgreSQL)"
+            )
+            connections[STATE_CONN_ID] = self._pg_connection(
+                self.warehouse_database, "Where the Gong connections keep their quota and OAuth tokens"
+            )
+        return connections
 
     def _add_connections(self) -> None:
         # `airflow connections add` costs an Airflow import (~2 s) each; run them side by side.
@@ -576,8 +745,8 @@ class LocalDeployment:
 
     def _seed_warehouse(self) -> None:
         """The SQLite warehouse of ``make demo``: ``meetings_to_schedule`` with good rows (and two bad)."""
-        hook = _SqliteWarehouse(self.warehouse_path)
-        create_meetings_table(hook)
+        hook = self.warehouse()
+        create_meetings_table(hook, timestamp_type="TIMESTAMPTZ" if self.warehouse_database else "TIMESTAMP")
         insert_meetings(hook, demo_rows(self.warehouse_rows, bad=self.warehouse_bad_rows))
 
     # -- running Airflow commands ---------------------------------------------------------------
@@ -633,12 +802,66 @@ class LocalDeployment:
     def health(self) -> dict[str, Any]:
         return cast("dict[str, Any]", AirflowApi(self.url, timeout=10).get("/api/v2/monitor/health"))
 
+    def _start_workers(self) -> None:
+        """Celery: ``workers`` workers, each in a working directory of its own (as on its own machine)."""
+        for index in range(1, self.workers + 1):
+            workdir = self.worker_dir(index)
+            workdir.mkdir(parents=True)
+            argv = worker_command(
+                self.bin_dir / "airflow",
+                index,
+                queue=self.queue,
+                workdir=workdir,
+                concurrency=self.worker_concurrency,
+            )
+            name = f"worker-{index}"
+            env = worker_env(self.env, index, workdir)
+            self.running[name] = _Component(name, argv, env, self.output_dir / f"{name}.log", cwd=workdir)
+
+    def dead(self) -> list[str]:
+        """The components that exited, except those :meth:`kill_component` killed on purpose."""
+        return [c.name for c in self.running.values() if not c.alive() and c.name not in self.killed]
+
+    def kill_component(self, name: str) -> list[str]:
+        """SIGKILL a component as a lost machine would end it: its whole session and every descendant.
+
+        The task supervisor moves each task process into a process group of its own, so killing the
+        component's group alone would leave the task running; its session still holds it.
+
+        :returns: the command lines killed.
+        """
+        component = self.running[name]
+        self.killed.add(name)
+        commands: list[str] = []
+        for _ in range(3):  # again, for anything forked between reading the table and the kill
+            table = _process_table()
+            victims = {
+                pid
+                for pid, proc in table.items()
+                if component.pgid in (proc.sid, proc.pgid) and not proc.zombie
+            }
+            while True:
+                children = {pid for pid, proc in table.items() if proc.ppid in victims} - victims
+                if not children:
+                    break
+                victims |= children
+            if not victims:
+                break
+            commands += [_command(pid) for pid in sorted(victims)]
+            component.signal_group(signal.SIGKILL)
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                component.process.wait(10)
+        return commands
+
     def wait_healthy(self, timeout: float = 240.0) -> None:
         """Until the API answers and every started component reports healthy; raises with diagnostics."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
-            dead = [c.name for c in self.running.values() if not c.alive()]
+            dead = self.dead()
             if dead:
                 raise DeploymentError(f"{', '.join(dead)} exited during start-up\n{self.diagnostics()}")
             try:
@@ -648,6 +871,9 @@ class LocalDeployment:
             else:
                 wanted = [_HEALTH_KEYS[name] for name in self.running if name in _HEALTH_KEYS]
                 states = [(last.get(key) or {}).get("status") for key in ["metadatabase", *wanted]]
+                # Celery workers are not in Airflow's health answer: each says "ready." when consuming.
+                waiting = [c.name for c in self.running.values() if c.name.startswith("worker-")]
+                states += ["healthy" if worker_ready(self.running[n].output) else n for n in waiting]
                 if all(state == "healthy" for state in states):
                     return
             time.sleep(1)
@@ -686,7 +912,7 @@ class LocalDeployment:
             state = self.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
             if state in TERMINAL_RUN_STATES:
                 return str(state)
-            dead = [c.name for c in self.running.values() if not c.alive()]
+            dead = self.dead()
             if dead or time.monotonic() > deadline:
                 why = f"{', '.join(dead)} died" if dead else f"still {state} after {timeout} s"
                 raise DeploymentError(f"{dag_id} run {run_id}: {why}\n{self.diagnostics(dag_id, run_id)}")

@@ -13,9 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.celery import celery_unavailable
 from tests._support.deployment import LocalDeployment, postgres_unreachable
 from tests.conftest import EXAMPLE_DAGS
-from tests.deployment.helpers import CREATE_DAG, DAG_FILES, WAREHOUSE_DAG, Runs
+from tests.deployment.helpers import (
+    CELERY_DAG_FILES,
+    CELERY_DAGS,
+    CREATE_DAG,
+    DAG_FILES,
+    MAPPED_ROWS,
+    WAREHOUSE_DAG,
+    CallRecorder,
+    Runs,
+)
 
 #: What the fixtures measured, printed at the end of the session (the deployment test's cost).
 TIMINGS: dict[str, float] = {}
@@ -47,6 +57,47 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy
         yield deployment
     TIMINGS["stop"] = deployment.timings.get("stop", 0.0)
     TIMINGS["whole module"] = time.monotonic() - begin
+
+
+@pytest.fixture(scope="module")
+def celery_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    """The same deployment on CeleryExecutor: Redis broker, two workers (2 slots each) with their own
+    hostnames and directories, warehouse, quota and OAuth store on PostgreSQL; the stand-in at 3/s."""
+    reason = postgres_unreachable() or celery_unavailable()
+    if reason:
+        pytest.skip(f"the Celery deployment test needs PostgreSQL, Redis and the Celery provider: {reason}")
+    if not (Path(sys.executable).parent / "airflow").exists():
+        pytest.skip(f"no airflow executable next to {sys.executable}")
+    begin = time.monotonic()
+    deployment = LocalDeployment(
+        tmp_path_factory.mktemp("celery"),
+        dags_folder=EXAMPLE_DAGS,
+        dag_files=CELERY_DAG_FILES,
+        metadata="postgres",
+        executor="celery",
+        workers=2,
+        worker_concurrency=2,
+        schedule_dags=False,
+        standin_rate=3.0,  # Gong's: a call beyond it answers 429
+        warehouse_rows=MAPPED_ROWS,  # meetings_to_schedule, the mapped example's table
+        warehouse_bad_rows=False,
+        # TODO(issue 22 part 4, branch i22-metrics): start the loopback StatsD listener
+        # (tests/_support/statsd.py) here and pass config={"metrics": {"statsd_on": "True",
+        # "statsd_host": "127.0.0.1", "statsd_port": listener.port}} to read the provider's metrics.
+    )
+    with deployment:
+        deployment.wait_for_dags(CELERY_DAGS)
+        TIMINGS.update({f"celery {k}": v for k, v in deployment.timings.items()})
+        yield deployment
+    TIMINGS["celery stop"] = deployment.timings.get("stop", 0.0)
+    TIMINGS["celery module"] = time.monotonic() - begin
+
+
+@pytest.fixture(scope="module")
+def standin_calls(celery_deployment: LocalDeployment) -> CallRecorder:
+    """Every call the Celery deployment's stand-in answers from now on, timed."""
+    assert celery_deployment.standin is not None
+    return CallRecorder.attach(celery_deployment.standin)
 
 
 @pytest.fixture(scope="module")
