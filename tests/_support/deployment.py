@@ -693,8 +693,6 @@ class LocalDeployment:
             task_instance_heartbeat_timeout=15, task_instance_heartbeat_timeout_detection_interval=2
         )
         config["workers"] = {"min_heartbeat_interval": 2}
-        # TODO(issue 22 part 4, branch i22-metrics): [metrics] statsd_on = True, statsd_host = 127.0.0.1,
-        # statsd_port = <the loopback listener of tests/_support/statsd.py> go here (or through `config`).
 
     def connections(self) -> dict[str, dict[str, Any]]:
         """The connections the example DAGs use, as ``airflow connections add --conn-json`` takes them."""

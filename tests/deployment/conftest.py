@@ -15,6 +15,7 @@ import pytest
 
 from tests._support.celery import celery_unavailable
 from tests._support.deployment import LocalDeployment, postgres_unreachable
+from tests._support.statsd import StatsdListener
 from tests.conftest import EXAMPLE_DAGS
 from tests.deployment.helpers import (
     CELERY_DAG_FILES,
@@ -60,7 +61,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy
 
 
 @pytest.fixture(scope="module")
-def celery_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+def statsd() -> Iterator[StatsdListener]:
+    """A StatsD server on loopback: what the deployment's tasks send through Airflow's ``Stats``."""
+    with StatsdListener() as listener:
+        yield listener
+
+
+@pytest.fixture(scope="module")
+def celery_deployment(
+    tmp_path_factory: pytest.TempPathFactory, statsd: StatsdListener
+) -> Iterator[LocalDeployment]:
     """The same deployment on CeleryExecutor: Redis broker, two workers (2 slots each) with their own
     hostnames and directories, warehouse, quota and OAuth store on PostgreSQL; the stand-in at 3/s."""
     reason = postgres_unreachable() or celery_unavailable()
@@ -81,9 +91,15 @@ def celery_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         standin_rate=3.0,  # Gong's: a call beyond it answers 429
         warehouse_rows=MAPPED_ROWS,  # meetings_to_schedule, the mapped example's table
         warehouse_bad_rows=False,
-        # TODO(issue 22 part 4, branch i22-metrics): start the loopback StatsD listener
-        # (tests/_support/statsd.py) here and pass config={"metrics": {"statsd_on": "True",
-        # "statsd_host": "127.0.0.1", "statsd_port": listener.port}} to read the provider's metrics.
+        # Airflow's own Stats on every component and worker send StatsD to the loopback listener.
+        config={
+            "metrics": {
+                "statsd_on": "True",
+                "statsd_host": statsd.host,
+                "statsd_port": statsd.port,
+                "statsd_prefix": "airflow",
+            }
+        },
     )
     with deployment:
         deployment.wait_for_dags(CELERY_DAGS)

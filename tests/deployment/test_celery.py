@@ -4,7 +4,8 @@ costs no duplicate (issue 22, part 3).
 The deployment (``celery_deployment`` in conftest.py): Redis broker, two workers of two slots each,
 with their own hostnames and directories; metadata, Celery results, the warehouse and the Gong
 connections' quota store on PostgreSQL, nothing shared through a file. The stand-in answers 429 beyond
-3 calls/s, like Gong.
+3 calls/s, like Gong. Airflow's ``Stats`` on the workers send StatsD to a listener on loopback, where
+the provider's metrics (docs/guides/metrics.md) are read back.
 
 Main venv only (marker ``celery``, excluded by ``MATRIX_PYTEST_ARGS``); the rate check also carries
 ``timing`` (it reads the wall clock).
@@ -18,6 +19,7 @@ import pytest
 
 from tests._support.celery import worker_name
 from tests._support.deployment import LocalDeployment
+from tests._support.statsd import StatsdListener
 from tests._support.warehouse import create_meetings_table, demo_rows, insert_meetings
 from tests.deployment.helpers import CELERY_BATCH_DAG, MAPPED_DAG, MAPPED_ROWS, CallRecorder
 
@@ -54,7 +56,7 @@ def hostnames(deployment: LocalDeployment, dag_id: str, run_id: str) -> dict[str
 
 @pytest.mark.timing
 def test_mapped_and_overlapping_batches_share_the_rate_across_both_workers(
-    celery_deployment: LocalDeployment, standin_calls: CallRecorder
+    celery_deployment: LocalDeployment, standin_calls: CallRecorder, statsd: StatsdListener
 ):
     deployment = celery_deployment
     standin = deployment.standin
@@ -101,6 +103,26 @@ def test_mapped_and_overlapping_batches_share_the_rate_across_both_workers(
         f"{everything:.3f}; hostnames {ran_on}"
     )
     assert rate >= 0.9, (len(busy), last - first)
+
+    # Metrics: what the tasks on both workers sent through Airflow's Stats to the StatsD listener.
+    creates = sum(1 for c in calls if (c.method, c.path) == ("POST", "/v2/meetings") and c.status < 300)
+    batch_rows = 2 * BATCH_ROWS
+
+    def arrived(listener: StatsdListener) -> bool:
+        counted = listener.counters()
+        return (
+            counted.get("gong.calls.meetings_create.2xx") == creates
+            and counted.get("gong.batch.rows.created") == batch_rows
+        )
+
+    statsd.wait_for(arrived, timeout=20)
+    counted = statsd.counters()
+    assert counted.get("gong.calls.meetings_create.2xx") == creates, counted
+    assert counted.get("gong.batch.rows.created") == batch_rows, counted  # the two batch runs' rows
+    assert counted.get("gong.batch.runs") == 2, counted
+    assert counted.get("gong.rate_limited", 0) == 0 and counted.get("gong.batch.rows.failed") == 0, counted
+    waits = statsd.timings().get("gong.quota.wait", [])
+    assert len(waits) >= creates and max(waits) > 0, waits  # every call asked the shared quota; some waited
 
 
 def test_worker_killed_mid_batch_no_duplicate_and_the_other_worker_finishes(
