@@ -56,8 +56,8 @@ def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
     counts["invalid"] += nulls + sum(batch.duplicates.values())
     for names, rows in batch.source.pages():
         for row, step in batch.steps(names, rows):
-            turned_invalid = step.reason == Reason.CREATED and batch.mode != CREATE_ONLY
-            if row.problem and (step.action == CREATE or turned_invalid):
+            turned_invalid = step.reason is Reason.CREATED and batch.mode != CREATE_ONLY
+            if (step.action == CREATE or turned_invalid) and row.problem:  # validated only if asked
                 note("invalid", row.key, row.problem)
             elif step.action != SKIP:
                 note(step.action.value, row.key, step.reason.value)

@@ -3,14 +3,15 @@ A source row as the batch sees it: its ledger key, its meeting, and the facts th
 
 Its meeting is the one it describes, or why it describes none.
 
-Validation happens once per row, here, so the plan, the preflight and the calls all see the same
-verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch.
+Validation happens at most once per row, here, so the plan, the preflight and the calls all see the same
+verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch. It
+happens only when the row's meeting is needed: a row the ledger shows unchanged (by its digest, see
+:mod:`~airflow_provider_gong.sync.change`) is never validated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pendulum
@@ -18,6 +19,7 @@ import pendulum
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.rules import MeetingLimits
+from airflow_provider_gong.sync.change import PAYLOAD_FIELDS, RowDigest
 from airflow_provider_gong.sync.plan import REQUIRED_COLUMNS, RowFacts
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
 
@@ -25,14 +27,43 @@ from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
 CANCELLED_VALUES = frozenset({"true", "t", "1", "yes", "y", "cancelled", "canceled"})
 
 
-@dataclass
 class SourceRow:
-    """One row: ``fields`` maps meeting fields (see ``DEFAULT_COLUMNS``) to the row's values."""
+    """
+    One row: ``fields`` maps meeting fields (see ``DEFAULT_COLUMNS``) to the row's values.
 
-    key: str
-    fields: dict[str, Any]
-    meeting: Meeting | None
-    problem: str | None  # why the row is not a valid meeting (None when it is one)
+    ``digest`` is the hash of its raw payload values (:mod:`~airflow_provider_gong.sync.change`). The
+    row is validated the first time its meeting, problem or facts are asked for, not before: a row the
+    ledger shows unchanged is never validated.
+    """
+
+    __slots__ = ("key", "fields", "digest", "_check", "_verdict")
+
+    def __init__(
+        self,
+        key: str,
+        fields: dict[str, Any],
+        digest: str | None = None,
+        check: Callable[[dict[str, Any], str], tuple[Meeting | None, str | None]] | None = None,
+        verdict: tuple[Meeting | None, str | None] | None = None,
+    ) -> None:
+        self.key, self.fields, self.digest = key, fields, digest
+        self._check, self._verdict = check, verdict
+
+    def verdict(self) -> tuple[Meeting | None, str | None]:
+        """The row as a Meeting and None, or None and why it is not one (validated once, on first use)."""
+        if self._verdict is None:
+            assert self._check is not None
+            self._verdict = self._check(self.fields, self.key)
+        return self._verdict
+
+    @property
+    def meeting(self) -> Meeting | None:
+        return self.verdict()[0]
+
+    @property
+    def problem(self) -> str | None:
+        """Why the row is not a valid meeting (None when it is one)."""
+        return self.verdict()[1]
 
     @property
     def trackable(self) -> bool:
@@ -43,16 +74,20 @@ class SourceRow:
     def organizer_email(self) -> Any:
         return self.fields["organizer_email"]
 
-    def facts(self) -> RowFacts:
+    @property
+    def cancelled(self) -> bool:
         raw = self.fields.get("cancelled")
-        cancelled = str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
-        if self.meeting is None:
+        return str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
+
+    def facts(self) -> RowFacts:
+        cancelled, meeting = self.cancelled, self.meeting
+        if meeting is None:
             return RowFacts(cancelled=cancelled)
         return RowFacts(
             cancelled=cancelled,
-            over=self.meeting.end_time < pendulum.now("UTC"),
-            fingerprint=self.meeting.fingerprint(),
-            organizer_email=self.meeting.organizer_email.lower(),
+            over=meeting.end_time < pendulum.now("UTC"),
+            fingerprint=meeting.fingerprint(),
+            organizer_email=meeting.organizer_email.lower(),
         )
 
 
@@ -67,14 +102,20 @@ class RowReader:
         self.columns = dict(columns)
         self.timezone = timezone
         self.limits = limits
+        self.digest = RowDigest(timezone, limits)
 
     def read(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[SourceRow]:
+        """The page's rows, digested as read; each is validated only when its meeting is asked for."""
         index = self._index(names)
+        payload = [index[f] for f in PAYLOAD_FIELDS]
+        digest, check = self.digest.of, self._validate
         read = []
         for row in rows:
             fields = {f: (row[i] if i is not None else None) for f, i in index.items()}
             key = normalise_key(fields["key"])
-            read.append(SourceRow(key, fields, *self._validate(fields, key)))
+            read.append(
+                SourceRow(key, fields, digest([row[i] if i is not None else None for i in payload]), check)
+            )
         return read
 
     def _index(self, names: list[str]) -> dict[str, int | None]:

@@ -21,6 +21,7 @@ from airflow_provider_gong.exceptions import GongBatchStoppedError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.rules import MeetingLimits
 from airflow_provider_gong.sync.actions import Actions
+from airflow_provider_gong.sync.change import unchanged
 from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.sync.pipeline import LedgerPipeline
 from airflow_provider_gong.sync.plan import (
@@ -44,6 +45,7 @@ from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader
 
 log = logging.getLogger(__name__)
 Page = tuple[list[SourceRow], dict[str, LedgerEntry]]
+_UNCHANGED = Step(SKIP, Reason.UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,14 @@ class BatchRun:
         self.options = options
         self.mode = options.mode
         self.progress = progress
-        self.reader = RowReader(options.columns, options.timezone, options.limits or MeetingLimits())
+        self.limits = options.limits or MeetingLimits()
+        self.reader = RowReader(options.columns, options.timezone, self.limits)
         self.pipe = LedgerPipeline(ledger, options.claim_window, rate=gong.settings.rate_limit_per_second)
         self.preflight = Preflight(gong, enabled=options.preflight)
         self.actions = Actions(gong, self.pipe, progress, self.preflight, key_column=options.columns["key"])
         self.duplicates: dict[str, int] = {}
+        #: rows found unchanged the long way this page: key -> (digest, payload fingerprint), to write
+        self._learnt: dict[str, tuple[str, str]] = {}
         self._stopping = threading.Event()
 
     @property
@@ -131,6 +136,7 @@ class BatchRun:
         self.preflight.check(r.organizer_email for r in rows if self._sends(r, entries))
         self.pipe.expect(self._claims_ahead(rows, entries))
         self.actions.entries = entries
+        self.actions.digests = {r.key: r.digest for r in rows}
         for row in rows:
             if row.key in self.duplicates:
                 continue  # reported and counted up front
@@ -140,6 +146,9 @@ class BatchRun:
             if self.progress.due():
                 log.info("%s", self.progress.line())
         self.pipe.finish()  # this page's outcomes are in the ledger before the next page is read
+        if self._learnt:  # digests of rows that read differently but are the meeting Gong holds
+            self.ledger.learn([(k, d, f) for k, (d, f) in self._learnt.items()])
+            self._learnt.clear()
 
     def _run_row(self, row: SourceRow, entry: LedgerEntry | None) -> None:
         key, act = row.key, self.actions
@@ -153,7 +162,10 @@ class BatchRun:
             )
             return
         step = self.plan(entry, row)
-        if step.action == SKIP and self.mode != CREATE_ONLY and row.problem and step.reason == Reason.CREATED:
+        if step.reason is Reason.UNCHANGED and entry is not None and entry.fingerprint and row.digest:
+            if entry.source_fingerprint != row.digest:
+                self._learnt[key] = (row.digest, entry.fingerprint)
+        if step.action == SKIP and self.mode != CREATE_ONLY and step.reason == Reason.CREATED and row.problem:
             self.progress.failed += 1  # a live meeting whose row turned invalid: Gong keeps the old one
             log.warning("Row %s: not updated, Gong keeps its last version: %s", key, row.problem)
         elif step.action == SKIP:
@@ -205,13 +217,24 @@ class BatchRun:
         return read, self.ledger.lookup([r.key for r in read if r.trackable])
 
     def plan(self, entry: LedgerEntry | None, row: SourceRow) -> Step:
+        """
+        The row's step. A live row that reads as Gong holds it is skipped without being validated.
+
+        (see :mod:`~airflow_provider_gong.sync.change`); the create mode plans without the row's facts.
+        """
+        if self.mode == CREATE_ONLY:
+            facts = None
+        elif not row.cancelled and unchanged(entry, row.digest, owner=self.ledger.owner, limits=self.limits):
+            return _UNCHANGED
+        else:
+            facts = row.facts()
         return plan_row(
             entry,
             retry_failed=self.options.retry_failed,
             owner=self.ledger.owner,
             lease_seconds=self.options.claim_lease_seconds,
             mode=self.mode,
-            facts=row.facts(),
+            facts=facts,
         )
 
     def steps(self, names: list[str], rows: list[tuple[Any, ...]]) -> Iterator[tuple[SourceRow, Step]]:

@@ -1,0 +1,165 @@
+"""Change detection in bulk (issue 22): a run where nothing changed validates no row and reads the source
+and the ledger in pages; what did change is still found, validated and sent exactly as before."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections import Counter
+
+import pytest
+from airflow.sdk import BaseHook
+
+from airflow_provider_gong.meetings import Meeting
+from tests._support.slowdb import slow_connections
+from tests._support.warehouse import demo_rows
+from tests.integration.helpers import ledger, operator, seed
+
+ROWS, PAGE = 120, 20
+#: a sync run reads its source twice, as before: the plan (the delete guard's survey), then the run
+PASSES = 2
+
+
+def gong_calls(gong, since: int = 0) -> Counter:
+    return Counter(
+        m for m, path, _ in gong.log[since:] if path.startswith("/v2/meetings") and "status" not in path
+    )
+
+
+def sql(statement: str, *params) -> None:
+    hook = BaseHook.get_hook("warehouse")
+    hook.run(statement.replace("?", hook.placeholder), parameters=params or None)
+
+
+@contextlib.contextmanager
+def counting(monkeypatch):
+    """Count Meeting.build calls (row validation and model building) and warehouse statements."""
+    built = Counter()
+    original = Meeting.build.__func__
+
+    def build(cls, **kwargs):
+        built["rows"] += 1
+        return original(cls, **kwargs)
+
+    monkeypatch.setattr(Meeting, "build", classmethod(build))
+    hook = BaseHook.get_hook("warehouse")
+    with slow_connections(type(hook), 0.0) as trips:
+        yield built, trips
+
+
+def run(warehouse, monkeypatch, **kwargs):
+    with counting(monkeypatch) as (built, trips):
+        summary = operator(warehouse, page_size=PAGE, max_deletes=5, **kwargs).execute({})
+    return summary, built["rows"], trips
+
+
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_a_run_where_nothing_changed_validates_no_row_and_reads_in_pages(
+    warehouse, fast_gong, monkeypatch, mode
+):
+    seed(warehouse, demo_rows(ROWS, bad=False))
+    first, built, _ = run(warehouse, monkeypatch, sync_mode=mode)
+    assert first["created"] == ROWS and built >= ROWS  # a new row is validated, as ever
+    mark = len(fast_gong.log)
+
+    summary, built, trips = run(warehouse, monkeypatch, sync_mode=mode)
+
+    assert gong_calls(fast_gong, mark) == Counter()
+    assert (summary["unchanged"], summary["rows"], summary["failed"]) == (ROWS, ROWS, 0)
+    assert built == 0  # no row validated: each was fingerprinted as read and found in the ledger
+    pages = ROWS // PAGE + 1
+    # two passes (the plan, then the run), each a source page and a ledger page per page, plus set-up
+    assert trips.executes <= 4 * pages + 30, trips.statements
+    assert trips.writes() <= 2  # the lease taken and given back; no row written
+
+
+def test_a_changed_row_among_unchanged_ones_is_updated_once(warehouse, fast_gong, monkeypatch):
+    seed(warehouse, demo_rows(ROWS, bad=False))
+    run(warehouse, monkeypatch, sync_mode="upsert")
+    sql(f"UPDATE {warehouse['table']} SET title = ? WHERE id = 17", "Moved to a new title")
+    mark = len(fast_gong.log)
+
+    summary, built, _ = run(warehouse, monkeypatch, sync_mode="upsert")
+
+    assert gong_calls(fast_gong, mark) == Counter({"PUT": 1})
+    assert (summary["updated"], summary["unchanged"]) == (1, ROWS - 1)
+    assert built == PASSES  # the changed row alone, once in each pass
+    meeting = fast_gong.meetings[ledger(warehouse)["17"]["meeting_id"]]
+    assert meeting["title"] == "Moved to a new title"
+    mark = len(fast_gong.log)
+    again, built, _ = run(warehouse, monkeypatch, sync_mode="upsert")
+    assert gong_calls(fast_gong, mark) == Counter() and built == 0 and again["unchanged"] == ROWS
+
+
+def test_a_raw_change_gong_would_not_see_is_not_sent_and_is_learnt(warehouse, fast_gong, monkeypatch):
+    """Another spelling of the same meeting (an organizer's capitals): no call, one validation, then none."""
+    seed(warehouse, demo_rows(ROWS, bad=False))
+    run(warehouse, monkeypatch, sync_mode="upsert")
+    sql(f"UPDATE {warehouse['table']} SET organizer_email = UPPER(organizer_email) WHERE id IN (3, 4)")
+    mark = len(fast_gong.log)
+
+    summary, built, trips = run(warehouse, monkeypatch, sync_mode="upsert")
+    assert gong_calls(fast_gong, mark) == Counter() and summary["unchanged"] == ROWS
+    assert built == 2 * PASSES
+    assert trips.writes() <= 3  # the lease, and one statement for the page that learnt two spellings
+
+    _, built, _ = run(warehouse, monkeypatch, sync_mode="upsert")
+    assert built == 0
+
+
+def test_a_ledger_without_source_fingerprints_is_validated_once_then_not(warehouse, fast_gong, monkeypatch):
+    """A ledger from before this change (or a settled row): the row goes the long way once, as before."""
+    seed(warehouse, demo_rows(ROWS, bad=False))
+    run(warehouse, monkeypatch, sync_mode="upsert")
+    sql(f"UPDATE {warehouse['ledger']} SET source_fingerprint = NULL")
+    sql(f"UPDATE {warehouse['ledger']} SET fingerprint = NULL WHERE row_key = ?", "5")
+    mark = len(fast_gong.log)
+
+    summary, built, _ = run(warehouse, monkeypatch, sync_mode="upsert")
+    assert gong_calls(fast_gong, mark) == Counter({"PUT": 1})  # no fingerprint: sent once, as before
+    assert (summary["updated"], summary["unchanged"], built) == (1, ROWS - 1, PASSES * ROWS)
+
+    mark = len(fast_gong.log)
+    summary, built, _ = run(warehouse, monkeypatch, sync_mode="upsert")
+    assert gong_calls(fast_gong, mark) == Counter() and (summary["unchanged"], built) == (ROWS, 0)
+
+
+def test_removed_cancelled_and_past_rows_among_unchanged_ones(warehouse, fast_gong, monkeypatch):
+    rows = demo_rows(ROWS, bad=False)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)
+    last = (ROWS, soon.isoformat(), (soon + dt.timedelta(seconds=1)).isoformat(), *rows[-1][3:])
+    seed(warehouse, [*rows[:-1], last])  # the last meeting ends in 4 s
+    run(warehouse, monkeypatch, sync_mode="mirror")
+    sql(f"DELETE FROM {warehouse['table']} WHERE id = 9")
+    sql(f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id = 10")
+    time.sleep(
+        max(0.0, (soon + dt.timedelta(seconds=1.5) - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    )
+    mark = len(fast_gong.log)
+
+    dry = operator(warehouse, page_size=PAGE, sync_mode="mirror", dry_run=True).execute({})
+    assert {k: dry["counts"][k] for k in ("delete", "unchanged", "past")} == {
+        "delete": 2,
+        "unchanged": ROWS - 3,
+        "past": 1,
+    }
+    summary, built, _ = run(warehouse, monkeypatch, sync_mode="mirror")
+
+    assert gong_calls(fast_gong, mark) == Counter({"DELETE": 2})
+    assert (summary["deleted"], summary["skipped_past"], summary["unchanged"]) == (2, 1, ROWS - 3)
+    book = ledger(warehouse)
+    assert (book["9"]["status"], book["10"]["status"], book[str(ROWS)]["status"]) == (
+        "deleted",
+        "deleted",
+        "created",
+    )
+    assert built <= 2 * PASSES  # the cancelled row and the one now over go the long way; the rest do not
+
+
+def test_create_mode_validates_only_rows_it_creates(warehouse, fast_gong, monkeypatch):
+    seed(warehouse, demo_rows(ROWS, bad=False))
+    run(warehouse, monkeypatch)
+    seed(warehouse, demo_rows(ROWS + 2, bad=False)[ROWS:])
+    summary, built, _ = run(warehouse, monkeypatch)
+    assert (summary["created"], summary["skipped_created"], built) == (2, ROWS, 2)
