@@ -261,7 +261,7 @@ class Actions:
         self._write(key, failed_values(error, kind), f"failed ({kind})")
 
     def _state(self, key: str, meeting: Meeting) -> MeetingState:
-        """What the ledger keeps of the meeting Gong accepted, with the digest of the row it came from."""
+        """Return what the ledger keeps of the meeting Gong accepted, with the digest of its row."""
         return state_of(meeting, self.digests.get(key))
 
     def _write(self, key: str, values: dict[str, Any], meaning: str) -> None:

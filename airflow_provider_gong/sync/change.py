@@ -37,16 +37,21 @@ _RECIPE = b"gong-source-row/1\x00"
 class RowDigest:
     """The digest of a source row's raw values, for one run's ``timezone`` and ``limits``."""
 
-    def __init__(self, timezone: str, limits: MeetingLimits) -> None:
-        context = repr((timezone, sorted(limits.model_dump().items()))).encode()
-        self._seed = hashlib.sha256(_RECIPE + context).digest()
+    def __init__(self, timezone: str, limits: MeetingLimits, fields: Sequence[str] = PAYLOAD_FIELDS) -> None:
+        """:param fields: the payload fields the source has a column for, in the order of :meth:`of`."""
+        context = repr((timezone, sorted(limits.model_dump().items()), tuple(fields))).encode()
+        self._base = hashlib.sha256(_RECIPE + context)
 
     def of(self, values: Sequence[Any]) -> str:
-        """Return the hex digest of a row's payload values (those of :data:`PAYLOAD_FIELDS`, in order)."""
-        # repr() tells types apart (7 and '7') and is stable for what drivers return; a memoryview's
-        # repr is its address, so it is read as bytes first
-        raw = tuple(bytes(v) if isinstance(v, memoryview) else v for v in values)
-        return hashlib.sha256(self._seed + repr(raw).encode()).hexdigest()
+        """Return the hex digest of a row's payload values (those of ``fields``, in order)."""
+        # repr() tells types apart (7 and '7') and is stable for what drivers return, but for a
+        # memoryview, whose repr is its address: it is read as bytes
+        text = repr(values)
+        if "<memory at " in text:
+            text = repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in values))
+        digest = self._base.copy()
+        digest.update(text.encode())
+        return digest.hexdigest()
 
 
 def unchanged(

@@ -244,7 +244,7 @@ class ResultsLedger:
     @on_ledger_thread
     def learn(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """
-        Keep the digests of rows found unchanged the long way, in one statement: (key, digest, fingerprint).
+        Keep the digests of rows found unchanged the long way: (key, digest, fingerprint), one statement.
 
         Each is written only where the row is still ``created`` with that payload fingerprint, so a digest
         always stands for the version Gong holds (see ``sync/change.py``). Not a claim and no outcome:
@@ -258,7 +258,8 @@ class ResultsLedger:
         sql = (
             f"UPDATE {self.table} SET {c['source_fingerprint']} = CASE {c['row_key']} {whens} "
             f"ELSE {c['source_fingerprint']} END "
-            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(rows))}) AND {c['status']} = {ph} AND ({matches})"
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(rows))}) "
+            f"AND {c['status']} = {ph} AND ({matches})"
         )
         params = [v for key, digest, _ in rows for v in (key, digest)]
         params += [key for key, _, _ in rows] + [CREATED]

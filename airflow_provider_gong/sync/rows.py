@@ -12,6 +12,7 @@ happens only when the row's meeting is needed: a row the ledger shows unchanged 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import pendulum
@@ -36,7 +37,7 @@ class SourceRow:
     ledger shows unchanged is never validated.
     """
 
-    __slots__ = ("key", "fields", "digest", "_check", "_verdict")
+    __slots__ = ("_check", "_verdict", "digest", "fields", "key")
 
     def __init__(
         self,
@@ -50,7 +51,7 @@ class SourceRow:
         self._check, self._verdict = check, verdict
 
     def verdict(self) -> tuple[Meeting | None, str | None]:
-        """The row as a Meeting and None, or None and why it is not one (validated once, on first use)."""
+        """Return the row as (Meeting, None), or (None, why it is none); validated once, on first use."""
         if self._verdict is None:
             assert self._check is not None
             self._verdict = self._check(self.fields, self.key)
@@ -102,20 +103,18 @@ class RowReader:
         self.columns = dict(columns)
         self.timezone = timezone
         self.limits = limits
-        self.digest = RowDigest(timezone, limits)
 
     def read(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[SourceRow]:
-        """The page's rows, digested as read; each is validated only when its meeting is asked for."""
+        """Return the page's rows, digested as read; each is validated only when its meeting is asked for."""
         index = self._index(names)
-        payload = [index[f] for f in PAYLOAD_FIELDS]
-        digest, check = self.digest.of, self._validate
+        present = [f for f in PAYLOAD_FIELDS if index.get(f) is not None]
+        payload = itemgetter(*(index[f] for f in present))  # the key and start/end at least: a tuple
+        digest, check = RowDigest(self.timezone, self.limits, present).of, self._validate
         read = []
         for row in rows:
             fields = {f: (row[i] if i is not None else None) for f, i in index.items()}
             key = normalise_key(fields["key"])
-            read.append(
-                SourceRow(key, fields, digest([row[i] if i is not None else None for i in payload]), check)
-            )
+            read.append(SourceRow(key, fields, digest(payload(row)), check))
         return read
 
     def _index(self, names: list[str]) -> dict[str, int | None]:

@@ -162,9 +162,8 @@ class BatchRun:
             )
             return
         step = self.plan(entry, row)
-        if step.reason is Reason.UNCHANGED and entry is not None and entry.fingerprint and row.digest:
-            if entry.source_fingerprint != row.digest:
-                self._learnt[key] = (row.digest, entry.fingerprint)
+        if step.reason is Reason.UNCHANGED:
+            self._learn(row, entry)
         if step.action == SKIP and self.mode != CREATE_ONLY and step.reason == Reason.CREATED and row.problem:
             self.progress.failed += 1  # a live meeting whose row turned invalid: Gong keeps the old one
             log.warning("Row %s: not updated, Gong keeps its last version: %s", key, row.problem)
@@ -176,6 +175,11 @@ class BatchRun:
             assert entry is not None
             log.info("Row %s: %s (%s)", key, step.action, step.reason.meaning)
             self._change(step, row, entry)
+
+    def _learn(self, row: SourceRow, entry: LedgerEntry | None) -> None:
+        """Keep the digest of a row found unchanged the long way, for the page's end (see sync/change.py)."""
+        if entry is not None and entry.fingerprint and row.digest and entry.source_fingerprint != row.digest:
+            self._learnt[row.key] = (row.digest, entry.fingerprint)
 
     def _change(self, step: Step, row: SourceRow, entry: LedgerEntry) -> None:
         """Change a row whose meeting exists: delete, update or replace it."""
@@ -218,9 +222,9 @@ class BatchRun:
 
     def plan(self, entry: LedgerEntry | None, row: SourceRow) -> Step:
         """
-        The row's step. A live row that reads as Gong holds it is skipped without being validated.
+        Return the row's step; a live row that reads as Gong holds it is skipped unvalidated.
 
-        (see :mod:`~airflow_provider_gong.sync.change`); the create mode plans without the row's facts.
+        See :mod:`~airflow_provider_gong.sync.change`. The create mode plans without the row's facts.
         """
         if self.mode == CREATE_ONLY:
             facts = None
