@@ -36,12 +36,17 @@ log = logging.getLogger(__name__)
 BUCKETS = ("create", "update", "delete", "replace", "unchanged", "invalid", "pending", "past", "cancelled")
 
 
-def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
+def survey(batch: BatchRun, sample: int = 5, *, deletes_only: bool = False) -> dict[str, Any]:
     """
     Return the plan of this run without acting on it; reads only, writes nothing.
 
     The plan: how many rows each action would touch, the first few of each with the reason, and the
     Gong calls that makes.
+
+    :param deletes_only: plan only the rows that may be deleted (what the guard of a real run needs):
+        cancelled rows and, in mirror mode, rows gone from the source. Only a cancelled row still in
+        the source can be planned a delete, so the others are read but not looked up or planned, and
+        the plan's other counts stay 0.
     """
     counts: Counter[str] = Counter()
     samples: dict[str, list[dict[str, str]]] = {}
@@ -51,11 +56,11 @@ def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
         if len(samples.setdefault(bucket, [])) < sample:
             samples[bucket].append({"key": key, "reason": why})
 
-    nulls, _ = batch.source.null_keys()
+    nulls = 0 if deletes_only else batch.source.null_keys()[0]
     batch.duplicates = batch.source.duplicate_keys()
     counts["invalid"] += nulls + sum(batch.duplicates.values())
     for names, rows in batch.source.pages():
-        for row, step in batch.steps(names, rows):
+        for row, step in batch.steps(names, rows, cancelled_only=deletes_only):
             turned_invalid = step.reason is Reason.CREATED and batch.mode != CREATE_ONLY
             if (step.action == CREATE or turned_invalid) and row.problem:  # validated only if asked
                 note("invalid", row.key, row.problem)
@@ -131,7 +136,7 @@ class DeleteGuard:
         the guard allows either (rows can change between the plan and the run):
         :class:`GongSyncGuardError` when the plan already does.
         """
-        plan = survey(batch)
+        plan = survey(batch, deletes_only=not dry_run)
         live = batch.ledger.count_live()
         why = self.check(plan, live, batch.progress.total)
         if dry_run:

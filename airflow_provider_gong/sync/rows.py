@@ -77,8 +77,7 @@ class SourceRow:
 
     @property
     def cancelled(self) -> bool:
-        raw = self.fields.get("cancelled")
-        return str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
+        return is_cancelled(self.fields.get("cancelled"))
 
     def facts(self) -> RowFacts:
         cancelled, meeting = self.cancelled, self.meeting
@@ -116,6 +115,11 @@ class RowReader:
             key = normalise_key(fields["key"])
             read.append(SourceRow(key, fields, digest(payload(row)), check))
         return read
+
+    def cancelled(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Return the rows of a page that are cancelled, as read (none when there is no such column)."""
+        column = self._index(names).get("cancelled")
+        return [] if column is None else [row for row in rows if is_cancelled(row[column])]
 
     def _index(self, names: list[str]) -> dict[str, int | None]:
         lower = {n.lower(): i for i, n in enumerate(names)}
@@ -158,6 +162,11 @@ def check_columns(names: list[str], columns: Mapping[str, str]) -> None:
             f"source has no column {', '.join(missing)}; columns are {sorted(present)}. "
             "Map them with columns={...}."
         )
+
+
+def is_cancelled(raw: Any) -> bool:
+    """Return whether a ``cancelled`` value means cancelled (see :data:`CANCELLED_VALUES`; NULL: live)."""
+    return raw is not None and str(raw).strip().lower() in CANCELLED_VALUES
 
 
 def _blank(value: Any) -> bool:

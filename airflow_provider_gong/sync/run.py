@@ -241,9 +241,16 @@ class BatchRun:
             facts=facts,
         )
 
-    def steps(self, names: list[str], rows: list[tuple[Any, ...]]) -> Iterator[tuple[SourceRow, Step]]:
-        """Each row of a page with the step its ledger entry calls for (read-only: for dry runs)."""
-        read, entries = self.page(names, rows)
+    def steps(
+        self, names: list[str], rows: list[tuple[Any, ...]], *, cancelled_only: bool = False
+    ) -> Iterator[tuple[SourceRow, Step]]:
+        """
+        Each row of a page with the step its ledger entry calls for (read-only: the plan before a run).
+
+        :param cancelled_only: only the page's cancelled rows (the only ones a delete is planned for).
+        """
+        read = self.reader.read(names, self.reader.cancelled(names, rows) if cancelled_only else rows)
+        entries = self.ledger.lookup([r.key for r in read if r.trackable])
         for row in read:
             if row.key in self.duplicates:
                 continue
