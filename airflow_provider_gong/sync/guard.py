@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,7 @@ def survey(batch: BatchRun, sample: int = 5, *, deletes_only: bool = False) -> d
     nulls = 0 if deletes_only else batch.source.null_keys()[0]
     batch.duplicates = batch.source.duplicate_keys()
     counts["invalid"] += nulls + sum(batch.duplicates.values())
-    for names, rows in batch.source.pages():
+    for names, rows in _pages(batch, deletes_only):
         for row, step in batch.steps(names, rows, cancelled_only=deletes_only):
             turned_invalid = step.reason is Reason.CREATED and batch.mode != CREATE_ONLY
             if (step.action == CREATE or turned_invalid) and row.problem:  # validated only if asked
@@ -81,6 +82,24 @@ def survey(batch: BatchRun, sample: int = 5, *, deletes_only: bool = False) -> d
         "samples": samples,
         "gong_calls": calls,
     }
+
+
+def _pages(batch: BatchRun, deletes_only: bool) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+    """
+    Return the source's pages; for a plan of deletes, only rows with a ``cancelled`` value.
+
+    A NULL ``cancelled`` means live, and without the column no row is cancelled. The column is named
+    as the database reports it, quoted, so its spelling matches whatever case it was created in.
+    """
+    if not deletes_only:
+        return batch.source.pages()
+    wanted = batch.options.columns["cancelled"].lower()
+    found = [name for name in batch.source.columns() if name.lower() == wanted]
+    if not found:
+        return iter(())
+    if '"' in found[0]:
+        return batch.source.pages()  # cannot be quoted literally: every row is read
+    return batch.source.pages(set_column=f'"{found[0]}"')
 
 
 def max_deletes(value: Any) -> int | float:

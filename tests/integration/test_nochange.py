@@ -12,6 +12,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.meetings import Meeting
+from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
 from tests._support.slowdb import slow_connections
 from tests._support.warehouse import demo_rows
 from tests.integration.helpers import ledger, operator, seed
@@ -67,9 +68,9 @@ def test_a_run_where_nothing_changed_validates_no_row_and_reads_in_pages(
     assert (summary["unchanged"], summary["rows"], summary["failed"]) == (ROWS, ROWS, 0)
     assert built == 0  # no row validated: each was fingerprinted as read and found in the ledger
     pages = ROWS // PAGE + 1
-    # the guard's plan reads the source (cancelled rows alone are looked up); the run reads each page of
-    # the source and of the ledger; plus a fixed set-up (lease, counts, key checks)
-    assert trips.executes <= 3 * pages + 30, trips.statements
+    # the run reads each page of the source and of the ledger; the guard's plan reads only rows with a
+    # cancelled value (none here); plus a fixed set-up (lease, counts, key checks)
+    assert trips.executes <= 2 * pages + 20, trips.statements
     assert trips.writes() <= 2  # the lease taken and given back; no row written
 
 
@@ -163,3 +164,28 @@ def test_create_mode_validates_only_rows_it_creates(warehouse, fast_gong, monkey
     seed(warehouse, demo_rows(ROWS + 2, bad=False)[ROWS:])
     summary, built, _ = run(warehouse, monkeypatch)
     assert (summary["created"], summary["skipped_created"], built) == (2, ROWS, 2)
+
+
+def test_the_guard_still_counts_cancelled_rows_in_a_column_of_any_spelling(warehouse, fast_gong, monkeypatch):
+    """The guard's plan reads only rows whose cancelled value is set; FALSE and 'no' are live rows."""
+    from airflow_provider_gong.exceptions import GongSyncGuardError
+
+    seed(warehouse, demo_rows(10, bad=False))
+    query = (
+        "SELECT id, start_time, end_time, title, organizer_email, invitees, external_id, "
+        f'cancelled AS "Is_Off" FROM {warehouse["table"]}'
+    )
+    options = {"sql": query, "columns": {"cancelled": "Is_Off"}, "sync_mode": "upsert"}
+
+    def operator(**kwargs):
+        return SqlToGongMeetingsOperator(task_id="b", ledger_table=warehouse["ledger"], **options, **kwargs)
+
+    assert operator().execute({})["created"] == 10
+    sql(f"UPDATE {warehouse['table']} SET cancelled = FALSE WHERE id > 3")
+    sql(f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id <= 3")
+    mark = len(fast_gong.log)
+    with pytest.raises(GongSyncGuardError, match="would delete 3 of 10"):
+        operator(max_deletes=2).execute({})
+    assert gong_calls(fast_gong, mark) == Counter()
+    summary = operator(max_deletes=3).execute({})
+    assert (summary["deleted"], summary["unchanged"]) == (3, 7)
