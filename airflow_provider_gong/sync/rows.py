@@ -116,6 +116,12 @@ class RowReader:
             read.append(SourceRow(key, fields, digest(payload(row)), check))
         return read
 
+    def keys(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+        """Return the ledger keys of a page's rows, in order."""
+        column = self._index(names)["key"]
+        assert column is not None  # a required column
+        return [normalise_key(row[column]) for row in rows]
+
     def cancelled(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Return the rows of a page that are cancelled, as read (none when there is no such column)."""
         column = self._index(names).get("cancelled")

@@ -216,9 +216,15 @@ class BatchRun:
     # -- the plan of a page -------------------------------------------------------------------------
 
     def page(self, names: list[str], rows: list[tuple[Any, ...]]) -> Page:
-        """Read a page's rows, and look up their ledger entries."""
-        read = self.reader.read(names, rows)
-        return read, self.ledger.lookup([r.key for r in read if r.trackable])
+        """
+        Read a page's rows, and look up their ledger entries.
+
+        The lookup runs on the ledger's thread while this one digests the rows (the database's time
+        and Python's overlap).
+        """
+        keys = [k for k in self.reader.keys(names, rows) if len(k) <= MAX_KEY_LENGTH]
+        entries = self.ledger.submit(self.ledger.lookup, keys)
+        return self.reader.read(names, rows), entries.result()
 
     def plan(self, entry: LedgerEntry | None, row: SourceRow) -> Step:
         """
