@@ -136,7 +136,7 @@ class BatchRun:
         self.preflight.check(r.organizer_email for r in rows if self._sends(r, entries))
         self.pipe.expect(self._claims_ahead(rows, entries))
         self.actions.entries = entries
-        self.actions.digests = {r.key: r.digest for r in rows}
+        self.actions.digests = {r.key: r.digest for r in reversed(rows)}  # a key twice: the first row's
         for row in rows:
             if row.key in self.duplicates:
                 continue  # reported and counted up front

@@ -16,6 +16,7 @@ from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperato
 from tests._support.slowdb import slow_connections
 from tests._support.warehouse import demo_rows
 from tests.integration.helpers import ledger, operator, seed
+from tests.integration.warehouses import BACKENDS, open_cell
 
 ROWS, PAGE = 120, 20
 
@@ -189,3 +190,28 @@ def test_the_guard_still_counts_cancelled_rows_in_a_column_of_any_spelling(wareh
     assert gong_calls(fast_gong, mark) == Counter()
     summary = operator(max_deletes=3).execute({})
     assert (summary["deleted"], summary["unchanged"]) == (3, 7)
+
+
+MATRIX = [
+    pytest.param(kind, keyed, id=f"{kind}-{'keyed' if keyed else 'unkeyed'}", marks=pytest.mark.warehouses)
+    for kind in BACKENDS
+    for keyed in (True, False)
+]
+
+
+@pytest.mark.parametrize(("kind", "keyed"), MATRIX)
+def test_change_detection_on_every_warehouse(kind, keyed, fast_gong, tmp_path, monkeypatch):
+    """One code path on every database, keyed or not: learnt spellings, one update, then nothing."""
+    for cell in open_cell(kind, keyed, tmp_path, monkeypatch):
+        seed(cell, demo_rows(30, bad=False))
+        assert run(cell, monkeypatch, sync_mode="mirror")[0]["created"] == 30
+        sql(f"UPDATE {cell['table']} SET organizer_email = UPPER(organizer_email) WHERE id = 3")
+        sql(f"UPDATE {cell['table']} SET title = ? WHERE id = 4", "A new title")
+        sql(f"DELETE FROM {cell['table']} WHERE id = 5")
+        mark = len(fast_gong.log)
+        summary, built, _ = run(cell, monkeypatch, sync_mode="mirror")
+        assert gong_calls(fast_gong, mark) == Counter({"PUT": 1, "DELETE": 1})
+        assert (summary["updated"], summary["deleted"], summary["unchanged"], built) == (1, 1, 28, 2)
+        mark = len(fast_gong.log)
+        summary, built, _ = run(cell, monkeypatch, sync_mode="mirror")
+        assert gong_calls(fast_gong, mark) == Counter() and (summary["unchanged"], built) == (29, 0)
