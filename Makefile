@@ -75,12 +75,14 @@ $(MATRIX_TESTS): test-airflow-%: .venv-airflow-%/.installed
 demo: install
 	$(PY) scripts/demo.py
 
-# Performance figures, measured side by side in one run (ratios; nothing asserts a timing). ~15 min.
+# Performance figures, measured side by side in one run (ratios; nothing asserts a timing). ~25 min.
+# bench_nochange: a sync run where nothing changed vs a bare read, at 20,000 and 200,000 rows.
 bench: install
 	$(PY) benchmarks/bench_per_call.py
 	$(PY) benchmarks/bench_pacing.py
 	$(PY) benchmarks/bench_dag_parse.py
 	$(PY) -u benchmarks/bench_warehouse.py $(BENCH_ARGS)
+	$(PY) -u benchmarks/bench_nochange.py $(filter --quick,$(BENCH_ARGS))
 
 standin: install
 	$(PY) -m airflow_provider_gong.testing --port 8765

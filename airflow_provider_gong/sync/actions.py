@@ -75,6 +75,8 @@ class Actions:
         self.preflight = preflight
         self.key_column = key_column
         self.entries: dict[str, LedgerEntry] = {}
+        #: the current page's row digests (see sync/change.py), kept with what Gong accepts
+        self.digests: dict[str, str | None] = {}
         #: the most deletes this run may make (the guard's allowance); None: no limit
         self.delete_budget: int | None = None
 
@@ -175,7 +177,7 @@ class Actions:
             result.request_id,
         )
         meaning = f"created, meeting_id {result.meeting_id}, meeting_url {result.meeting_url}"
-        self._write(key, created_values(result, state_of(meeting)), meaning)
+        self._write(key, created_values(result, self._state(key, meeting)), meaning)
         self.progress.created += 1
 
     # -- update, delete, replace (PUT and DELETE are idempotent: a failure puts the row back) ----------
@@ -200,7 +202,7 @@ class Actions:
         log.info(
             "Row %s: updated Gong meeting %s (requestId=%s)", key, entry.meeting_id, answer["request_id"]
         )
-        self._write(key, updated_values(state_of(meeting), answer["request_id"]), "created")
+        self._write(key, updated_values(self._state(key, meeting), answer["request_id"]), "created")
         self.progress.updated += 1
 
     def delete(self, key: str, entry: LedgerEntry, organizer: Any, *, counted: bool = True) -> bool:
@@ -264,6 +266,10 @@ class Actions:
         self.progress.failed += 1
         self._write(key, failed_values(error, kind), f"failed ({kind})")
 
+    def _state(self, key: str, meeting: Meeting) -> MeetingState:
+        """Return what the ledger keeps of the meeting Gong accepted, with the digest of its row."""
+        return state_of(meeting, self.digests.get(key))
+
     def _write(self, key: str, values: dict[str, Any], meaning: str) -> None:
         """Hand an outcome to the pipeline; it is written with the window's others (see pipeline.py)."""
         self.pipe.record(key, values, meaning)
@@ -274,9 +280,10 @@ def _about_the_row(exc: GongError) -> bool:
     return isinstance(exc, GongValidationError) or exc.status in _ROW_STATUSES
 
 
-def state_of(meeting: Meeting) -> MeetingState:
+def state_of(meeting: Meeting, source_fingerprint: str | None = None) -> MeetingState:
     return MeetingState(
         fingerprint=meeting.fingerprint(),
         organizer_email=meeting.organizer_email.lower(),
         end_time=meeting.end_time.in_timezone("UTC").isoformat(),
+        source_fingerprint=source_fingerprint,
     )

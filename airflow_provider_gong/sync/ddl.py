@@ -57,6 +57,7 @@ LEDGER_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("organizer_email", "text", 0, False),
     ("end_time", "short", 40, False),
     ("action", "short", 16, False),
+    ("source_fingerprint", "short", 64, False),
 )
 DIALECTS = (
     "sqlite",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +37,17 @@ log = logging.getLogger(__name__)
 BUCKETS = ("create", "update", "delete", "replace", "unchanged", "invalid", "pending", "past", "cancelled")
 
 
-def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
+def survey(batch: BatchRun, sample: int = 5, *, deletes_only: bool = False) -> dict[str, Any]:
     """
     Return the plan of this run without acting on it; reads only, writes nothing.
 
     The plan: how many rows each action would touch, the first few of each with the reason, and the
     Gong calls that makes.
+
+    :param deletes_only: plan only the rows that may be deleted (what the guard of a real run needs):
+        cancelled rows and, in mirror mode, rows gone from the source. Only a cancelled row still in
+        the source can be planned a delete, so the others are read but not looked up or planned, and
+        the plan's other counts stay 0.
     """
     counts: Counter[str] = Counter()
     samples: dict[str, list[dict[str, str]]] = {}
@@ -51,13 +57,13 @@ def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
         if len(samples.setdefault(bucket, [])) < sample:
             samples[bucket].append({"key": key, "reason": why})
 
-    nulls, _ = batch.source.null_keys()
+    nulls = 0 if deletes_only else batch.source.null_keys()[0]
     batch.duplicates = batch.source.duplicate_keys()
     counts["invalid"] += nulls + sum(batch.duplicates.values())
-    for names, rows in batch.source.pages():
-        for row, step in batch.steps(names, rows):
-            turned_invalid = step.reason == Reason.CREATED and batch.mode != CREATE_ONLY
-            if row.problem and (step.action == CREATE or turned_invalid):
+    for names, rows in _pages(batch, deletes_only):
+        for row, step in batch.steps(names, rows, cancelled_only=deletes_only):
+            turned_invalid = step.reason is Reason.CREATED and batch.mode != CREATE_ONLY
+            if (step.action == CREATE or turned_invalid) and row.problem:  # validated only if asked
                 note("invalid", row.key, row.problem)
             elif step.action != SKIP:
                 note(step.action.value, row.key, step.reason.value)
@@ -76,6 +82,24 @@ def survey(batch: BatchRun, sample: int = 5) -> dict[str, Any]:
         "samples": samples,
         "gong_calls": calls,
     }
+
+
+def _pages(batch: BatchRun, deletes_only: bool) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+    """
+    Return the source's pages; for a plan of deletes, only rows with a ``cancelled`` value.
+
+    A NULL ``cancelled`` means live, and without the column no row is cancelled. The column is named
+    as the database reports it, quoted, so its spelling matches whatever case it was created in.
+    """
+    if not deletes_only:
+        return batch.source.pages()
+    wanted = batch.options.columns["cancelled"].lower()
+    found = [name for name in batch.source.columns() if name.lower() == wanted]
+    if not found:
+        return iter(())
+    if '"' in found[0]:
+        return batch.source.pages()  # cannot be quoted literally: every row is read
+    return batch.source.pages(set_column=f'"{found[0]}"')
 
 
 def max_deletes(value: Any) -> int | float:
@@ -131,7 +155,7 @@ class DeleteGuard:
         the guard allows either (rows can change between the plan and the run):
         :class:`GongSyncGuardError` when the plan already does.
         """
-        plan = survey(batch)
+        plan = survey(batch, deletes_only=not dry_run)
         live = batch.ledger.count_live()
         why = self.check(plan, live, batch.progress.total)
         if dry_run:

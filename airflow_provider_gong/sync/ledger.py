@@ -242,6 +242,36 @@ class ResultsLedger:
         return self.db.retry(once)
 
     @on_ledger_thread
+    def learn(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """
+        Keep the digests of rows found unchanged the long way: (key, digest, fingerprint), one statement.
+
+        Each is written only where the row is still ``created`` with that payload fingerprint, so a digest
+        always stands for the version Gong holds (see ``sync/change.py``). Not a claim and no outcome:
+        nothing is sent for these rows, and a digest that does not land only costs a validation next run.
+        """
+        if not rows or "source_fingerprint" not in (self._known or set()):
+            return
+        c, ph = self._cols, self.ph
+        whens = " ".join(f"WHEN {ph} THEN {ph}" for _ in rows)
+        matches = " OR ".join(f"({c['row_key']} = {ph} AND {c['fingerprint']} = {ph})" for _ in rows)
+        sql = (
+            f"UPDATE {self.table} SET {c['source_fingerprint']} = CASE {c['row_key']} {whens} "
+            f"ELSE {c['source_fingerprint']} END "
+            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(rows))}) "
+            f"AND {c['status']} = {ph} AND ({matches})"
+        )
+        params = [v for key, digest, _ in rows for v in (key, digest)]
+        params += [key for key, _, _ in rows] + [CREATED]
+        params += [v for key, _, fingerprint in rows for v in (key, fingerprint)]
+
+        def once() -> None:
+            self.db.execute(sql, tuple(params))
+            self.db.conn.commit()
+
+        self.db.retry(once)
+
+    @on_ledger_thread
     def record_many(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
         """
         Write many rows' outcomes in one UPDATE (a CASE per column), each under this runner's claim.

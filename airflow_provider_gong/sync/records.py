@@ -32,6 +32,7 @@ COLUMNS = (
     "organizer_email",
     "end_time",
     "action",
+    "source_fingerprint",
 )
 #: what :meth:`~airflow_provider_gong.sync.ledger.ResultsLedger.lookup` reads of a row
 ENTRY_COLUMNS = (
@@ -47,22 +48,31 @@ ENTRY_COLUMNS = (
     "end_time",
     "action",
     "error",
+    "source_fingerprint",
 )
 
 
 @dataclass(frozen=True)
 class MeetingState:
-    """What the ledger keeps of a meeting as Gong last accepted it, to tell later what changed."""
+    """
+    What the ledger keeps of a meeting as Gong last accepted it, to tell later what changed.
+
+    ``source_fingerprint`` is the digest of the source row it was read from (see
+    :mod:`~airflow_provider_gong.sync.change`): written only beside the payload fingerprint of the same
+    row, so a row that still reads the same is known unchanged without being validated again.
+    """
 
     fingerprint: str
     organizer_email: str
     end_time: str
+    source_fingerprint: str | None = None
 
-    def columns(self) -> dict[str, str]:
+    def columns(self) -> dict[str, str | None]:
         return {
             "fingerprint": self.fingerprint,
             "organizer_email": self.organizer_email,
             "end_time": self.end_time,
+            "source_fingerprint": self.source_fingerprint,
         }
 
 
@@ -81,6 +91,7 @@ class LedgerEntry:
     end_time: str | None = None
     action: str | None = None
     error: str | None = None
+    source_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,8 @@ def settled_created_values(meeting_id: str, meeting_url: str | None) -> dict[str
     """
     values = {"status": CREATED, "meeting_id": meeting_id, "meeting_url": meeting_url}
     values |= {"error": None, "error_kind": None, "action": None}
-    return {**values, "fingerprint": None, "organizer_email": None, "end_time": None}
+    cleared = {"fingerprint": None, "organizer_email": None, "end_time": None, "source_fingerprint": None}
+    return {**values, **cleared}
 
 
 def settled_failed_values(error: str) -> dict[str, Any]:

@@ -3,14 +3,16 @@ A source row as the batch sees it: its ledger key, its meeting, and the facts th
 
 Its meeting is the one it describes, or why it describes none.
 
-Validation happens once per row, here, so the plan, the preflight and the calls all see the same
-verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch.
+Validation happens at most once per row, here, so the plan, the preflight and the calls all see the same
+verdict; a row that is not a valid meeting is a finding about that row, never a crash of the batch. It
+happens only when the row's meeting is needed: a row the ledger shows unchanged (by its digest, see
+:mod:`~airflow_provider_gong.sync.change`) is never validated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import pendulum
@@ -18,6 +20,7 @@ import pendulum
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.rules import MeetingLimits
+from airflow_provider_gong.sync.change import PAYLOAD_FIELDS, RowDigest
 from airflow_provider_gong.sync.plan import REQUIRED_COLUMNS, RowFacts
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
 
@@ -25,14 +28,43 @@ from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
 CANCELLED_VALUES = frozenset({"true", "t", "1", "yes", "y", "cancelled", "canceled"})
 
 
-@dataclass
 class SourceRow:
-    """One row: ``fields`` maps meeting fields (see ``DEFAULT_COLUMNS``) to the row's values."""
+    """
+    One row: ``fields`` maps meeting fields (see ``DEFAULT_COLUMNS``) to the row's values.
 
-    key: str
-    fields: dict[str, Any]
-    meeting: Meeting | None
-    problem: str | None  # why the row is not a valid meeting (None when it is one)
+    ``digest`` is the hash of its raw payload values (:mod:`~airflow_provider_gong.sync.change`). The
+    row is validated the first time its meeting, problem or facts are asked for, not before: a row the
+    ledger shows unchanged is never validated.
+    """
+
+    __slots__ = ("_check", "_verdict", "digest", "fields", "key")
+
+    def __init__(
+        self,
+        key: str,
+        fields: dict[str, Any],
+        digest: str | None = None,
+        check: Callable[[dict[str, Any], str], tuple[Meeting | None, str | None]] | None = None,
+        verdict: tuple[Meeting | None, str | None] | None = None,
+    ) -> None:
+        self.key, self.fields, self.digest = key, fields, digest
+        self._check, self._verdict = check, verdict
+
+    def verdict(self) -> tuple[Meeting | None, str | None]:
+        """Return the row as (Meeting, None), or (None, why it is none); validated once, on first use."""
+        if self._verdict is None:
+            assert self._check is not None
+            self._verdict = self._check(self.fields, self.key)
+        return self._verdict
+
+    @property
+    def meeting(self) -> Meeting | None:
+        return self.verdict()[0]
+
+    @property
+    def problem(self) -> str | None:
+        """Why the row is not a valid meeting (None when it is one)."""
+        return self.verdict()[1]
 
     @property
     def trackable(self) -> bool:
@@ -43,16 +75,19 @@ class SourceRow:
     def organizer_email(self) -> Any:
         return self.fields["organizer_email"]
 
+    @property
+    def cancelled(self) -> bool:
+        return is_cancelled(self.fields.get("cancelled"))
+
     def facts(self) -> RowFacts:
-        raw = self.fields.get("cancelled")
-        cancelled = str(raw).strip().lower() in CANCELLED_VALUES if raw is not None else False
-        if self.meeting is None:
+        cancelled, meeting = self.cancelled, self.meeting
+        if meeting is None:
             return RowFacts(cancelled=cancelled)
         return RowFacts(
             cancelled=cancelled,
-            over=self.meeting.end_time < pendulum.now("UTC"),
-            fingerprint=self.meeting.fingerprint(),
-            organizer_email=self.meeting.organizer_email.lower(),
+            over=meeting.end_time < pendulum.now("UTC"),
+            fingerprint=meeting.fingerprint(),
+            organizer_email=meeting.organizer_email.lower(),
         )
 
 
@@ -69,13 +104,28 @@ class RowReader:
         self.limits = limits
 
     def read(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[SourceRow]:
+        """Return the page's rows, digested as read; each is validated only when its meeting is asked for."""
         index = self._index(names)
+        present = [f for f in PAYLOAD_FIELDS if index.get(f) is not None]
+        payload = itemgetter(*(index[f] for f in present))  # the key and start/end at least: a tuple
+        digest, check = RowDigest(self.timezone, self.limits, present).of, self._validate
         read = []
         for row in rows:
             fields = {f: (row[i] if i is not None else None) for f, i in index.items()}
             key = normalise_key(fields["key"])
-            read.append(SourceRow(key, fields, *self._validate(fields, key)))
+            read.append(SourceRow(key, fields, digest(payload(row)), check))
         return read
+
+    def keys(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+        """Return the ledger keys of a page's rows, in order."""
+        column = self._index(names)["key"]
+        assert column is not None  # a required column
+        return [normalise_key(row[column]) for row in rows]
+
+    def cancelled(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Return the rows of a page that are cancelled, as read (none when there is no such column)."""
+        column = self._index(names).get("cancelled")
+        return [] if column is None else [row for row in rows if is_cancelled(row[column])]
 
     def _index(self, names: list[str]) -> dict[str, int | None]:
         lower = {n.lower(): i for i, n in enumerate(names)}
@@ -118,6 +168,11 @@ def check_columns(names: list[str], columns: Mapping[str, str]) -> None:
             f"source has no column {', '.join(missing)}; columns are {sorted(present)}. "
             "Map them with columns={...}."
         )
+
+
+def is_cancelled(raw: Any) -> bool:
+    """Return whether a ``cancelled`` value means cancelled (see :data:`CANCELLED_VALUES`; NULL: live)."""
+    return raw is not None and str(raw).strip().lower() in CANCELLED_VALUES
 
 
 def _blank(value: Any) -> bool:

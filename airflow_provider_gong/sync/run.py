@@ -22,6 +22,7 @@ from airflow_provider_gong.exceptions import GongBatchStoppedError
 from airflow_provider_gong.hooks.gong import GongHook
 from airflow_provider_gong.rules import MeetingLimits
 from airflow_provider_gong.sync.actions import Actions
+from airflow_provider_gong.sync.change import unchanged
 from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.sync.pipeline import LedgerPipeline
 from airflow_provider_gong.sync.plan import (
@@ -45,6 +46,7 @@ from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, SourceReader
 
 log = logging.getLogger(__name__)
 Page = tuple[list[SourceRow], dict[str, LedgerEntry]]
+_UNCHANGED = Step(SKIP, Reason.UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,14 @@ class BatchRun:
         self.options = options
         self.mode = options.mode
         self.progress = progress
-        self.reader = RowReader(options.columns, options.timezone, options.limits or MeetingLimits())
+        self.limits = options.limits or MeetingLimits()
+        self.reader = RowReader(options.columns, options.timezone, self.limits)
         self.pipe = LedgerPipeline(ledger, options.claim_window, rate=gong.settings.rate_limit_per_second)
         self.preflight = Preflight(gong, enabled=options.preflight)
         self.actions = Actions(gong, self.pipe, progress, self.preflight, key_column=options.columns["key"])
         self.duplicates: dict[str, int] = {}
+        #: rows found unchanged the long way this page: key -> (digest, payload fingerprint), to write
+        self._learnt: dict[str, tuple[str, str]] = {}
         self._stopping = threading.Event()
 
     @property
@@ -137,6 +142,7 @@ class BatchRun:
         self.preflight.check(r.organizer_email for r in rows if self._sends(r, entries))
         self.pipe.expect(self._claims_ahead(rows, entries))
         self.actions.entries = entries
+        self.actions.digests = {r.key: r.digest for r in reversed(rows)}  # a key twice: the first row's
         for row in rows:
             if row.key in self.duplicates:
                 continue  # reported and counted up front
@@ -146,6 +152,9 @@ class BatchRun:
             if self.progress.due():
                 log.info("%s", self.progress.line())
         self.pipe.finish()  # this page's outcomes are in the ledger before the next page is read
+        if self._learnt:  # digests of rows that read differently but are the meeting Gong holds
+            self.ledger.learn([(k, d, f) for k, (d, f) in self._learnt.items()])
+            self._learnt.clear()
 
     def _run_row(self, row: SourceRow, entry: LedgerEntry | None) -> None:
         key, act = row.key, self.actions
@@ -159,7 +168,9 @@ class BatchRun:
             )
             return
         step = self.plan(entry, row)
-        if step.action == SKIP and self.mode != CREATE_ONLY and row.problem and step.reason == Reason.CREATED:
+        if step.reason is Reason.UNCHANGED:
+            self._learn(row, entry)
+        if step.action == SKIP and self.mode != CREATE_ONLY and step.reason == Reason.CREATED and row.problem:
             self.progress.failed += 1  # a live meeting whose row turned invalid: Gong keeps the old one
             log.warning("Row %s: not updated, Gong keeps its last version: %s", key, row.problem)
         elif step.action == SKIP:
@@ -170,6 +181,11 @@ class BatchRun:
             assert entry is not None
             log.info("Row %s: %s (%s)", key, step.action, step.reason.meaning)
             self._change(step, row, entry)
+
+    def _learn(self, row: SourceRow, entry: LedgerEntry | None) -> None:
+        """Keep the digest of a row found unchanged the long way, for the page's end (see sync/change.py)."""
+        if entry is not None and entry.fingerprint and row.digest and entry.source_fingerprint != row.digest:
+            self._learnt[row.key] = (row.digest, entry.fingerprint)
 
     def _change(self, step: Step, row: SourceRow, entry: LedgerEntry) -> None:
         """Change a row whose meeting exists: delete, update or replace it."""
@@ -206,23 +222,47 @@ class BatchRun:
     # -- the plan of a page -------------------------------------------------------------------------
 
     def page(self, names: list[str], rows: list[tuple[Any, ...]]) -> Page:
-        """Read a page's rows, and look up their ledger entries."""
-        read = self.reader.read(names, rows)
-        return read, self.ledger.lookup([r.key for r in read if r.trackable])
+        """
+        Read a page's rows, and look up their ledger entries.
+
+        The lookup runs on the ledger's thread while this one digests the rows (the database's time
+        and Python's overlap).
+        """
+        keys = [k for k in self.reader.keys(names, rows) if len(k) <= MAX_KEY_LENGTH]
+        entries = self.ledger.submit(self.ledger.lookup, keys)
+        return self.reader.read(names, rows), entries.result()
 
     def plan(self, entry: LedgerEntry | None, row: SourceRow) -> Step:
+        """
+        Return the row's step; a live row that reads as Gong holds it is skipped unvalidated.
+
+        See :mod:`~airflow_provider_gong.sync.change`. The create mode plans without the row's facts.
+        """
+        if self.mode == CREATE_ONLY:
+            facts = None
+        elif not row.cancelled and unchanged(entry, row.digest, owner=self.ledger.owner, limits=self.limits):
+            return _UNCHANGED
+        else:
+            facts = row.facts()
         return plan_row(
             entry,
             retry_failed=self.options.retry_failed,
             owner=self.ledger.owner,
             lease_seconds=self.options.claim_lease_seconds,
             mode=self.mode,
-            facts=row.facts(),
+            facts=facts,
         )
 
-    def steps(self, names: list[str], rows: list[tuple[Any, ...]]) -> Iterator[tuple[SourceRow, Step]]:
-        """Each row of a page with the step its ledger entry calls for (read-only: for dry runs)."""
-        read, entries = self.page(names, rows)
+    def steps(
+        self, names: list[str], rows: list[tuple[Any, ...]], *, cancelled_only: bool = False
+    ) -> Iterator[tuple[SourceRow, Step]]:
+        """
+        Each row of a page with the step its ledger entry calls for (read-only: the plan before a run).
+
+        :param cancelled_only: only the page's cancelled rows (the only ones a delete is planned for).
+        """
+        read = self.reader.read(names, self.reader.cancelled(names, rows) if cancelled_only else rows)
+        entries = self.ledger.lookup([r.key for r in read if r.trackable])
         for row in read:
             if row.key in self.duplicates:
                 continue

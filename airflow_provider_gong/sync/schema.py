@@ -24,6 +24,7 @@ ADDED = (
     "organizer_email",  # who owns it in Gong (a DELETE needs it)
     "end_time",  # UTC ISO-8601: is the meeting over? (rows gone from the source too)
     "action",  # what a pending claim is doing: create, update, delete, replace
+    "source_fingerprint",  # digest of the row as read (see sync/change.py): unchanged rows skip validation
 )
 
 

@@ -120,17 +120,20 @@ class SourceReader:
             found[key] = found.get(key, 0) + int(count)
         return found
 
-    def pages(self) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+    def pages(self, *, set_column: str | None = None) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
         """
         Yield (column names, rows) pages of non-NULL keys in key order until exhausted.
 
         Every page is sent with parameters, the first one too, so ``%`` in ``sql=`` means the same
         on every page.
+
+        :param set_column: only rows where this column is not NULL (e.g. the ``cancelled`` column).
         """
         last: Any = None
         first = True
+        only = f" AND src.{quote_identifier(self.hook, set_column)} IS NOT NULL" if set_column else ""
         while True:
-            where = f"WHERE {self.key} IS NOT NULL" + ("" if first else f" AND {self.key} > {self.ph}")
+            where = f"WHERE {self.key} IS NOT NULL{only}" + ("" if first else f" AND {self.key} > {self.ph}")
             sql = f"SELECT * FROM {self.source} {where} ORDER BY {self.key} LIMIT {int(self.page_size)}"
             names, rows = self._query(sql, () if first else (last,))
             self.fetch_sizes.append(len(rows))

@@ -10,7 +10,7 @@ the summary; the protocol itself (source -> plan -> claim -> call -> record) liv
 Each row's outcome goes to a results ledger table in the same warehouse (created if absent, an
 older ledger is migrated): ``row_key, status (pending/created/failed/deleted), meeting_id,
 meeting_url, request_id, additional_invitees, error, error_kind, attempts, updated_at, claimed_by,
-fingerprint, organizer_email, end_time, action``. A row is
+fingerprint, organizer_email, end_time, action, source_fingerprint``. A row is
 sent only by the run whose atomic claim on it won, after that claim is committed, so overlapping
 runs, a zombie attempt beside its retry, and reruns never send a row twice. Reruns skip created
 rows, skip permanently failed rows unless ``retry_failed``, retry rows that failed transiently,

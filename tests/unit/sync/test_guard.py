@@ -75,7 +75,7 @@ def _batch(rows: int, live: int) -> SimpleNamespace:
 
 
 def test_hold_returns_a_dry_runs_plan_and_stops_a_real_run_over_the_guard(monkeypatch):
-    monkeypatch.setattr(guard, "survey", lambda batch: plan(5))
+    monkeypatch.setattr(guard, "survey", lambda batch, **_: plan(5))
     fence = DeleteGuard("upsert", "led", 2)
     assert fence.hold(_batch(10, 50), dry_run=True, daily_quota=100)["guard"].startswith(
         "this run would delete 5"
@@ -85,11 +85,11 @@ def test_hold_returns_a_dry_runs_plan_and_stops_a_real_run_over_the_guard(monkey
 
 
 def test_hold_gives_a_passing_run_its_delete_budget(monkeypatch):
-    monkeypatch.setattr(guard, "survey", lambda batch: plan(1))
+    monkeypatch.setattr(guard, "survey", lambda batch, **_: plan(1))
     batch = _batch(10, 50)
     assert DeleteGuard("upsert", "led", 0.1).hold(batch, dry_run=False, daily_quota=100) is None
     assert batch.delete_budget == 5  # the run itself may not delete more either
-    monkeypatch.setattr(guard, "survey", lambda batch: plan(0))
+    monkeypatch.setattr(guard, "survey", lambda batch, **_: plan(0))
     empty = _batch(0, 50)
     DeleteGuard("upsert", "led", 0.1).hold(empty, dry_run=False, daily_quota=100)
     assert empty.delete_budget == 0  # an empty source never deletes
