@@ -42,7 +42,7 @@ from airflow_provider_gong.sync.records import (
     updated_values,
 )
 from airflow_provider_gong.sync.schema import ensure_ledger, table_columns
-from airflow_provider_gong.sync.sql import quote_identifier
+from airflow_provider_gong.sync.sql import begin, execute, quote_identifier, rollback_quietly
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -86,6 +86,7 @@ class ResultsLedger:
             self.db, self.keeper, table=self.table, cols=self._cols, owner=self.owner, lookup=self.lookup
         )
         self._known: set[str] | None = None  # the table's columns, once read
+        self._primed: tuple[list[str], dict[str, LedgerEntry]] | None = None  # see lookup_on
 
     @property
     def columns(self) -> Mapping[str, str]:
@@ -134,8 +135,55 @@ class ResultsLedger:
         """Hold the ledger's lease, waiting up to ``wait`` seconds (:class:`LedgerBusyError`)."""
         self.keeper.acquire(wait)
 
+    @on_ledger_thread
+    def take(self, first: Future[list[ClaimRequest]], wait: float) -> dict[str, bool] | None:
+        """
+        Take the lease and claim the run's first rows (new keys): three round trips on a ledger set up.
+
+        The lease is taken blind (:meth:`Lease.try_acquire_at_once`) while the caller reads the source;
+        ``first`` then brings the first claims, INSERTed in the same transaction, which one commit ends:
+        nothing is written unless the source could be read (``first`` fails), and the claims are fenced
+        and committed before any call, as always (every request is a new key's). Returns which rows
+        were won. Any other case (no lease table yet, an older ledger, the lease held by another run)
+        goes the usual way: tables made or migrated, the lease read and taken (waiting up to ``wait``
+        s); then None: nothing claimed yet, the run claims as usual from the entries it reads.
+        """
+        conn, fast = self.db.conn, False
+        try:
+            begin(conn, self.kind)
+            fast = self.lease.try_acquire_at_once(conn)
+        except Exception:  # no lease table yet, or not of this shape: the usual way
+            fast = False
+        if not fast:
+            self.db.rollback()  # while the source is read
+        try:
+            requests = first.result()
+        except BaseException:
+            self.db.rollback()  # the source failed the task: nothing was written
+            self.lease.forget()
+            raise
+        if fast:
+            try:
+                won = self.claims.insert_claims(requests) if requests else {}
+                conn.commit()
+            except Exception:  # e.g. an older ledger: nothing was committed, the lease included
+                self.db.rollback()
+                self.lease.forget()
+            else:
+                self.keeper.start_heartbeat()
+                if not requests:  # no claim has shown the ledger is as this version writes it
+                    self._known = ensure_ledger(self.db, self.table, self.table_name, self._cols)
+                return won
+        self.ensure_table()
+        self.keeper.acquire(wait)
+        return None  # nothing claimed: the run claims as usual, from the entries it reads
+
     def release_lease(self) -> None:
         self.keeper.release()
+
+    def let_go(self, conn: Any) -> None:
+        """Let the lease go on another connection (the source's) while this one writes the last outcomes."""
+        self.keeper.let_go(conn)
 
     def check_lease(self) -> None:
         self.keeper.check()
@@ -151,11 +199,42 @@ class ResultsLedger:
 
     # -- reads ------------------------------------------------------------------------------------
 
+    def lookup_on(self, conn: Any, keys: Sequence[str]) -> bool:
+        """
+        Read the entries of these keys on another connection (the source's), while this one is busy.
+
+        The next :meth:`lookup` of exactly these keys returns them without a round trip; rows this run
+        claimed meanwhile are left out (they were absent: see :meth:`take`). False when they could not
+        be read (e.g. no ledger yet): that lookup then reads them itself.
+        """
+        if not keys:
+            return False
+        marks = ", ".join([self.ph] * len(keys))
+        sql = f"SELECT * FROM {self.table} WHERE {self._cols['row_key']} IN ({marks})"
+        try:
+            names, rows, _ = execute(conn, sql, tuple(keys))
+        except Exception:
+            return False
+        finally:
+            rollback_quietly(conn)
+        names = [n.lower() for n in names]
+        if not set(ENTRY_COLUMNS) <= set(names):
+            return False  # an older ledger: the ledger's own connection migrates it first
+        self._known = self._known or set(names)
+        wanted = [names.index(n) for n in ENTRY_COLUMNS]
+        entries = _entries(ENTRY_COLUMNS, [[row[i] for i in wanted] for row in rows])
+        # a row this run claimed meanwhile (its first window, see ``take``) was absent when it was claimed
+        self._primed = (list(keys), {k: e for k, e in entries.items() if e.claimed_by != self.owner})
+        return True
+
     @on_ledger_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Read the entries of these keys (one query; callers pass one page of keys)."""
         if not keys:
             return {}
+        primed, self._primed = self._primed, None
+        if primed is not None and primed[0] == list(keys):
+            return primed[1]
         if self._known is None:
             self._known = table_columns(self.db, self.table)
         if self._known is None:
@@ -166,16 +245,7 @@ class ResultsLedger:
             f"SELECT {', '.join(self._cols[n] for n in names)} FROM {self.table} "
             f"WHERE {self._cols['row_key']} IN ({marks})"
         )
-        rows = self.db.retry(lambda: self.db.read(sql, tuple(keys)))
-        entries = {}
-        for row in rows:
-            values = dict(zip(names, row, strict=True))
-            key = str(values.pop("row_key"))
-            values["attempts"] = int(values.get("attempts") or 0)
-            if values.get("meeting_id") is not None:
-                values["meeting_id"] = str(values["meeting_id"])
-            entries[key] = LedgerEntry(**values)
-        return entries
+        return _entries(names, self.db.retry(lambda: self.db.read(sql, tuple(keys))))
 
     @on_ledger_thread
     def exists(self) -> bool:
@@ -278,3 +348,16 @@ class ResultsLedger:
             return set(keys) - owned
 
         return self.db.retry(once)
+
+
+def _entries(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, LedgerEntry]:
+    """Ledger rows (``names`` from :data:`ENTRY_COLUMNS`) as entries by key."""
+    entries = {}
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        key = str(values.pop("row_key"))
+        values["attempts"] = int(values.get("attempts") or 0)
+        if values.get("meeting_id") is not None:
+            values["meeting_id"] = str(values["meeting_id"])
+        entries[key] = LedgerEntry(**values)
+    return entries

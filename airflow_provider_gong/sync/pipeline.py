@@ -88,9 +88,30 @@ class LedgerPipeline:
 
     # -- claims -----------------------------------------------------------------------------------
 
+    def prime(self, round_trip: float) -> None:
+        """
+        Size the first windows from a first measure of the warehouse's round trip (the start-up's reads).
+
+        A claim and an outcome write are a statement and a commit each; without this, the first windows
+        are the smallest and the calls wait for the next claims while the warehouse is slow.
+        """
+        if not any(self._seconds.values()):
+            self._seconds = {"claim": 2 * round_trip, "write": 2 * round_trip}
+
+    def adopt(self, requests: list[ClaimRequest], claimed: Future[dict[str, bool]]) -> None:
+        """Take claims already asked for (with the lease: :meth:`ResultsLedger.take`) as the first window."""
+        if requests:
+            window = _Window(list(requests), claimed)
+            for request in requests:
+                self._slots[(request.key, request.action)] = (request, window)
+            self.window_sizes.append(len(requests))
+
     def expect(self, requests: list[ClaimRequest]) -> None:
         """Queue the claims the coming rows will ask for, in order: the first window is claimed now."""
         for request in requests:
+            slot = self._slots.get((request.key, request.action))
+            if slot is not None and slot[1] is not None:
+                continue  # in a window already claimed (adopted): a row that differs is claimed on its own
             self._ahead.append(request)
             self._slots[(request.key, request.action)] = (request, None)
         self._submit_next()
@@ -211,8 +232,16 @@ class LedgerPipeline:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        """Write every outcome, then hand back claims this run won but did not use."""
+    def finish(self, *, meanwhile: Callable[[], None] | None = None) -> None:
+        """
+        Write every outcome, then hand back claims this run won but did not use.
+
+        ``meanwhile`` runs while the last outcomes are on their way (the run's last step: letting the
+        lease go, on another connection).
+        """
+        self._submit_outcomes()
+        if meanwhile is not None:
+            meanwhile()
         self.flush()
         self._release_leftovers()
 
