@@ -76,6 +76,7 @@ class LedgerPipeline:
         self._outcomes: dict[str, _Outcome] = {}  # not yet handed to the ledger
         self._flushes: deque[tuple[Future[set[str]], list[_Outcome]]] = deque()
         self._seconds = {"claim": 0.0, "write": 0.0}  # the ledger's latest time per step
+        self._adopted: _Window | None = None  # a first window claimed with the lease (see adopt)
         #: windows claimed so far and their sizes, for logs and benchmarks
         self.window_sizes: list[int] = []
 
@@ -101,7 +102,7 @@ class LedgerPipeline:
     def adopt(self, requests: list[ClaimRequest], claimed: Future[dict[str, bool]]) -> None:
         """Take claims already asked for (with the lease: :meth:`ResultsLedger.take`) as the first window."""
         if requests:
-            window = _Window(list(requests), claimed)
+            window = self._adopted = _Window(list(requests), claimed)
             for request in requests:
                 self._slots[(request.key, request.action)] = (request, window)
             self.window_sizes.append(len(requests))
@@ -114,7 +115,8 @@ class LedgerPipeline:
                 continue  # in a window already claimed (adopted): a row that differs is claimed on its own
             self._ahead.append(request)
             self._slots[(request.key, request.action)] = (request, None)
-        self._submit_next()
+        if self._adopted is None or self._adopted.started:  # else: the next is claimed when it starts
+            self._submit_next()
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str) -> bool:
         """
