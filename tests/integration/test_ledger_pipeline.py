@@ -52,7 +52,7 @@ def test_the_first_call_waits_for_three_round_trips_per_connection(warehouse, fa
     book = ResultsLedger(BaseHook.get_hook("warehouse"), warehouse["ledger"], owner="set-up")
     book.ensure_table()
     book.close()
-    start: list[tuple[str, str, str]] = []
+    start: list[tuple[str, str, str, float]] = []
     claim = LedgerPipeline.claim
 
     def first_claim(self, *args, **kwargs):  # the first row's claim: everything before is start-up
@@ -64,7 +64,7 @@ def test_the_first_call_waits_for_three_round_trips_per_connection(warehouse, fa
     with slow_connections(type(BaseHook.get_hook("warehouse")), latency=0.0) as trips:
         summary = operator(warehouse).execute({})
     assert summary["created"] == 30 and fast_gong.created_count() == 30
-    per_connection = Counter(thread.rstrip("_0123456789") for thread, _, _ in start)
+    per_connection = Counter(thread.rstrip("_0123456789") for thread, *_ in start)
     assert max(per_connection.values()) <= 3, start
     assert len(start) <= 8, start
     claims = [e for e in start if e[2].startswith("INSERT")]
