@@ -146,6 +146,11 @@ class LedgerPipeline:
             self._submit_next()  # the window after this one is claimed while this one is sent
         won = window.future.result()[request.key]
         self._raise_failed_flushes()  # writes queued before this claim have ended by now (else: released)
+        if not won and window is self._adopted:
+            # claimed before the entries were read: a key lost there is asked again on its own, which
+            # tells a key the ledger holds under another spelling (a collation) from another run's claim
+            del self._slots[(key, action)]
+            return self.claim(key, entry, action)
         if won:  # the fencing check before the call: still this run's lease? (else the claim is handed back)
             self.ledger.check_lease()
         del self._slots[(key, action)]
