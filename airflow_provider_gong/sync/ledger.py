@@ -142,7 +142,7 @@ class ResultsLedger:
 
         The lease is taken blind (:meth:`Lease.try_acquire_at_once`) while the caller reads the source;
         ``first`` then brings the first claims, INSERTed in the same transaction, which one commit ends:
-        nothing is written unless the source could be read (``first`` fails), and the claims are fenced
+        nothing is written unless the source could be read (else ``first`` fails), and the claims are fenced
         and committed before any call, as always (every request is a new key's). Returns which rows
         were won. Any other case (no lease table yet, an older ledger, the lease held by another run)
         goes the usual way: tables made or migrated, the lease read and taken (waiting up to ``wait``
@@ -159,8 +159,9 @@ class ResultsLedger:
         try:
             requests = first.result()
         except BaseException:
-            self.db.rollback()  # the source failed the task: nothing was written
-            self.lease.forget()
+            # the source failed the task: nothing was written (where each statement commits by itself,
+            # the lease stays known, so that closing the ledger lets it go at once)
+            self.db.rollback()
             raise
         if fast:
             try:
@@ -226,6 +227,10 @@ class ResultsLedger:
         # a row this run claimed meanwhile (its first window, see ``take``) was absent when it was claimed
         self._primed = (list(keys), {k: e for k, e in entries.items() if e.claimed_by != self.owner})
         return True
+
+    def unprime(self) -> None:
+        """Forget what :meth:`lookup_on` read (e.g. it is old: the run waited for the lease since)."""
+        self._primed = None
 
     @on_ledger_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:

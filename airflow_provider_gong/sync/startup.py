@@ -102,5 +102,9 @@ class Startup:
 
         LedgerBusyError when another live run keeps the ledger.
         """
-        if self.claimed is not None and self.claimed.result() is not None:
+        if self.claimed is None:
+            return
+        if self.claimed.result() is None:  # the usual way (it may have waited): entries are read again
+            self.ledger.unprime()
+        else:
             batch.pipe.adopt(self.requests, self.claimed)  # type: ignore[arg-type]  # None ruled out above
