@@ -223,6 +223,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-slow", action="store_true", help="skip the 1 s-per-statement cells")
+    parser.add_argument("--slow-only", action="store_true", help="only the 1 s-per-statement cells")
     parser.add_argument(
         "--slow-baseline", default=LATENCY_BASELINE, help="git ref the 1 s cells compare with ('' for none)"
     )
@@ -245,6 +246,10 @@ def main() -> None:
     if "postgresql" not in dbs and not args.no_postgres:
         print(f"(PostgreSQL not reachable at {PG_URI}: SQLite only)")
     seconds = 8 if args.quick else 20
+    if args.slow_only:
+        verdicts = _slow_warehouse(args, dbs)
+        print(f"\nGoals: {'all met' if all(verdicts) else 'NOT all met'}")
+        return
     print(f"Batch pace vs a slow warehouse: {seconds} s of calls per cell, median of {args.repeat} run(s)\n")
     header = (
         f"{'db':<11}{'limit':>6}{'L ms':>6}  {'version':<24}{'pace':>7}{'e2e':>7}"
