@@ -18,7 +18,13 @@ code of that commit, side by side in the same run, so the machine's noise hits b
 part runs a batch over 100 and 100,000 rows whose ledger already holds all but 100 of them (so both
 make the same 100 calls) and prints peak traced memory of each. It only prints; nothing asserts.
 
+A last part (issue 22 part 5) runs 90 rows at 3/s with every round trip taking 1 s (BigQuery DML) on a
+ledger that already exists, side by side with ``--slow-baseline`` (default bc78e2b, before the
+overlapped start-up): pace over the create window (goal >= 0.95), the whole run against the ideal
+30 s (goal <= 1.2x), and the round trips before the first call and after the last.
+
     .venv/bin/python benchmarks/bench_warehouse.py [--quick] [--repeat 3] [--baseline 43f6070]
+        [--slow-baseline bc78e2b] [--no-slow]
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "43f6070"  # 0.2.0 after issue 8: the ledger written in line, row by row
 PG_URI = os.environ.get("GONG_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/postgres")
 GOALS = {(3.0, 150.0): 0.95, (10.0, 50.0): 0.95}
+#: issue 22 part 5: every statement takes a second (BigQuery DML); 90 rows at 3/s, compared with this
+LATENCY_BASELINE = "bc78e2b"  # main before the overlapped start-up
+SLOW = {"rate": 3.0, "latency_ms": 1000.0, "rows": 90}
+SLOW_GOALS = {"pace": 0.95, "x_ideal": 1.2}
 
 
 # -- one cell, in a fresh process (PYTHONPATH picks the code version) ---------------------------------
@@ -70,12 +80,17 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     hook = BaseHook.get_hook("warehouse")
     create_meetings_table(hook, table)
     insert_meetings(hook, _rows(rows), table)
+    if spec.get("ledger") == "existing":  # as every run after the first finds it (made by the DDL it prints)
+        from airflow_provider_gong.sync.ddl import lease_ddl, ledger_ddl, lock_table_name
+
+        kind = "sqlite" if spec["db"] == "sqlite" else "postgres"
+        hook.run([ledger_ddl(kind, ledger), lease_ddl(kind, lock_table_name(ledger))])
     standin = GongStandIn(port=0, rate_limit_per_second=rate * 1.5).start()
     os.environ["AIRFLOW_CONN_GONG_DEFAULT"] = standin.connection_json(rate_limit_per_second=rate)
     op = SqlToGongMeetingsOperator(task_id="bench", sql_conn_id="warehouse", table=table, ledger_table=ledger)
     try:
         with slowdb.slow_connections(type(hook), latency) as trips:
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             summary = op.execute({})
             elapsed = time.monotonic() - started
         times = sorted(c.at for c in standin.created)
@@ -85,10 +100,15 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["db"] != "sqlite":
             hook.run([f"DROP TABLE IF EXISTS {n}" for n in (table, ledger, f"{ledger}_lock")])
     pace = (len(times) - 1) / (times[-1] - times[0]) / rate if len(times) > 1 else 0.0
+    events = getattr(trips, "events", [])
     return {
         "created": summary["created"],
         "pace": pace,
         "end_to_end": (rows / rate) / elapsed,
+        "x_ideal": elapsed / (rows / rate),
+        "to_first_call": times[0] - wall if times else 0.0,
+        "trips_before": sum(1 for e in events if times and e[3] < times[0]),
+        "trips_after": sum(1 for e in events if times and e[3] > times[-1]),
         "statements_per_row": trips.executes / rows,
         "commits_per_row": trips.commits / rows,
         "answers_429": throttled,
@@ -202,6 +222,11 @@ def main() -> None:
     parser.add_argument("--rates", default="3,10", help="Gong calls/s")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-slow", action="store_true", help="skip the 1 s-per-statement cells")
+    parser.add_argument("--slow-only", action="store_true", help="only the 1 s-per-statement cells")
+    parser.add_argument(
+        "--slow-baseline", default=LATENCY_BASELINE, help="git ref the 1 s cells compare with ('' for none)"
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     parser.add_argument("--memory-cell", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +246,10 @@ def main() -> None:
     if "postgresql" not in dbs and not args.no_postgres:
         print(f"(PostgreSQL not reachable at {PG_URI}: SQLite only)")
     seconds = 8 if args.quick else 20
+    if args.slow_only:
+        verdicts = _slow_warehouse(args, dbs)
+        print(f"\nGoals: {'all met' if all(verdicts) else 'NOT all met'}")
+        return
     print(f"Batch pace vs a slow warehouse: {seconds} s of calls per cell, median of {args.repeat} run(s)\n")
     header = (
         f"{'db':<11}{'limit':>6}{'L ms':>6}  {'version':<24}{'pace':>7}{'e2e':>7}"
@@ -250,6 +279,8 @@ def main() -> None:
                         f"{med['end_to_end']:>7.3f}{med['statements_per_row']:>11.2f}"
                         f"{med['commits_per_row']:>13.2f}{med['answers_429']:>6.0f}  {mark}"
                     )
+    if not args.no_slow:
+        verdicts += _slow_warehouse(args, dbs)
     if not args.no_memory:
         print("\nPeak traced memory of one run (the ledger already holds all but 100 rows: 100 calls each)")
         from airflow_provider_gong.testing.standin import GongStandIn
@@ -266,6 +297,51 @@ def main() -> None:
         print(f"  {large:>7} rows: {peaks[large]:7.2f} MiB   ratio {peaks[large] / peaks[small]:.2f}x")
     if verdicts:
         print(f"\nGoals: {'all met' if all(verdicts) else 'NOT all met'}")
+
+
+def _slow_warehouse(args: argparse.Namespace, dbs: list[str]) -> list[bool]:
+    """
+    Issue 22 part 5: every statement takes 1 s (BigQuery DML), 90 rows at 3/s, on a ledger that exists.
+
+    Side by side with ``--slow-baseline`` (interleaved, same run). Pace over the create window, the
+    whole run against the ideal 30 s, and the round trips before the first call and after the last.
+    """
+    versions = {"current": ROOT}
+    if args.slow_baseline:
+        tree = _baseline_tree(args.slow_baseline)
+        if tree is not None:
+            versions = {args.slow_baseline: tree, **versions}
+    ideal = SLOW["rows"] / SLOW["rate"]
+    print(
+        f"\n1 s per warehouse round trip (BigQuery DML), {SLOW['rows']} rows at {SLOW['rate']:.0f}/s, ledger "
+        f"already made; ideal {ideal:.0f} s; median of {args.repeat} run(s)\n"
+    )
+    header = (
+        f"{'db':<11}{'version':<10}{'pace':>7}{'run / ideal':>13}{'1st call s':>12}"
+        f"{'trips before':>14}{'trips after':>13}{'stmts/row':>11}  goal"
+    )
+    print(header)
+    print("-" * len(header))
+    verdicts = []
+    for db in dbs:
+        spec = {**SLOW, "db": db, "ledger": "existing"}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
+        for _ in range(args.repeat):
+            for name, tree in versions.items():
+                runs[name].append(_run("cell", spec, tree))
+        for name in versions:
+            med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+            mark = ""
+            if name == "current":
+                ok = med["pace"] >= SLOW_GOALS["pace"] and med["x_ideal"] <= SLOW_GOALS["x_ideal"]
+                mark = f">= {SLOW_GOALS['pace']}, <= {SLOW_GOALS['x_ideal']}x {'met' if ok else 'MISSED'}"
+                verdicts.append(ok)
+            trips = f"{med['trips_before']:>14.0f}{med['trips_after']:>13.0f}"
+            print(
+                f"{db:<11}{name:<10}{med['pace']:>7.3f}{med['x_ideal']:>12.2f}x{med['to_first_call']:>12.1f}"
+                f"{trips}{med['statements_per_row']:>11.2f}  {mark}"
+            )
+    return verdicts
 
 
 def _support(name: str) -> Any:

@@ -130,7 +130,7 @@ class Actions:
         self._send(key, meeting)
 
     def _not_claimed(self, key: str) -> None:
-        held = self.ledger.collisions.get(key)
+        held = self.ledger.claims.collisions.get(key)  # held under another spelling
         if held is None:
             self._lost(CREATE)
             log.info("Row %s: another run claimed it first; skipped here", key)

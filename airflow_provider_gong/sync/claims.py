@@ -129,6 +129,10 @@ class Claims:
                 won[r.key] = now_entry is not None and self._is_mine(now_entry, r.attempts)
         return won
 
+    def insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
+        """Claim new keys in the caller's open transaction (see :meth:`ResultsLedger.take`); not committed."""
+        return self._insert_claims(new)
+
     def _insert_claims(self, new: Sequence[ClaimRequest]) -> dict[str, bool]:
         """
         INSERT the new keys the ledger does not hold yet, in one statement (fenced by the lease).

@@ -118,6 +118,35 @@ class Lease:
         self._valid_until = started + self.seconds
         return True
 
+    def try_acquire_at_once(self, conn: Any) -> bool:
+        """
+        Take the lease without reading it first, if it is free: one statement, in the caller's transaction.
+
+        The new fence is chosen here (epoch microseconds, above every earlier one): the statement changes
+        the row only while the fence is lower and the lease free, so it still raises the fence and two
+        runners cannot both win. False (nothing changed, or a driver that does not say): the caller rolls
+        back and takes the lease the usual way (:meth:`try_acquire`, after reading it).
+        """
+        if self.lost:
+            return False
+        c, ph = self._c, self.ph
+        started = time.monotonic()
+        fence = max(time.time_ns() // 1000, (self.fence or 0) + 1)
+        sql = (
+            f"UPDATE {self.table} SET {c['owner']} = {ph}, {c['fence']} = {ph}, {c['expires_at']} = {ph} "
+            f"WHERE {c['fence']} < {ph} AND ({c['owner']} = '' OR {c['expires_at']} < {ph})"
+        )
+        _, _, rowcount = execute(conn, sql, (self.owner, fence, self._next_expiry(), fence, now_ms()))
+        if rowcount != 1:
+            return False
+        self.fence = fence
+        self._valid_until = started + self.seconds
+        return True
+
+    def forget(self) -> None:
+        """Forget an acquisition that was rolled back: this runner holds nothing."""
+        self.fence = None
+
     def fence_sql(self) -> tuple[str, tuple[Any, ...]]:
         """
         Return the fencing check, as a condition a claim statement carries (with its parameters).
@@ -232,6 +261,7 @@ class LeaseKeeper:
         self.ledger_name = ledger_name
         self._seen: Holder | None = None  # the lease as ensure_table read it, for acquire's first look
         self._beating = threading.Event()
+        self._letting_go = False  # see let_go: a renewal that finds the lease gone is no news then
 
     @property
     def table(self) -> str:
@@ -305,6 +335,10 @@ class LeaseKeeper:
                 self.ledger_name,
                 time.monotonic() - started,
             )
+        self.start_heartbeat()
+
+    def start_heartbeat(self) -> None:
+        """Renew the lease in the background from now on (it is this run's)."""
         self._beating.set()
         threading.Thread(target=self._heartbeat, name="gong-ledger-lease", daemon=True).start()
 
@@ -317,6 +351,23 @@ class LeaseKeeper:
         except Exception as exc:  # it expires on its own; the next run waits at most that long
             self.db.rollback()
             log.warning("Could not release the lease on %s (it expires by itself): %s", self.table, exc)
+
+    def let_go(self, conn: Any) -> None:
+        """
+        Let the next run have the ledger, on another connection than the ledger's (the run's last step).
+
+        Outcomes are written under their claims, not the lease, so the last ones may still be on their
+        way. If it fails, :meth:`release` tries again on the ledger's connection.
+        """
+        self._beating.clear()
+        self._letting_go = True
+        fence = self.lease.fence
+        try:
+            self.lease.release(conn)
+        except Exception as exc:
+            rollback_quietly(conn)
+            self.lease.fence = fence
+            log.info("Ledger %s: the lease goes on the ledger's connection instead (%s)", self.table, exc)
 
     def stop_heartbeat(self) -> None:
         """As if this process had stopped (tests of a lapsed lease)."""
@@ -338,7 +389,8 @@ class LeaseKeeper:
             try:
                 self.db.submit(self._renew).result()
             except GongLeaseLostError as exc:
-                log.error("Ledger %s: %s", self.ledger_name, exc)
+                if not self._letting_go:
+                    log.error("Ledger %s: %s", self.ledger_name, exc)
                 return
             except RuntimeError:
                 return  # the ledger is closed
@@ -346,6 +398,8 @@ class LeaseKeeper:
                 log.warning("Ledger %s: could not renew the lease (%s); trying again", self.ledger_name, exc)
 
     def _renew(self) -> None:
+        if not self._beating.is_set():
+            return  # let go (or stopped) since this renewal was queued
         begin(self.db.conn, self.db.kind)
         try:
             self.lease.renew(self.db.conn)

@@ -18,6 +18,7 @@ connection that reports rowcount (or lets a row be read back).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -37,12 +38,13 @@ from airflow_provider_gong.sync.records import (
     created_values,
     deleted_values,
     failed_values,
+    learn_statement,
     reverted_values,
     unknown_values,
     updated_values,
 )
 from airflow_provider_gong.sync.schema import ensure_ledger, table_columns
-from airflow_provider_gong.sync.sql import quote_identifier
+from airflow_provider_gong.sync.sql import begin, execute, quote_identifier, rollback_quietly
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -80,12 +82,14 @@ class ResultsLedger:
         self.db = LedgerConnection(hook, table, attempts=write_attempts, sleep=sleep)
         self.ph, self.kind = self.db.ph, self.db.kind
         self._cols = {c: quote_identifier(hook, c) for c in COLUMNS}
+        self._quote = functools.partial(quote_identifier, hook)
         self.lease = Lease(self.lock_table, self.owner, self.ph, self._quote, seconds=lease_seconds)
         self.keeper = LeaseKeeper(self.db, self.lease, table)
         self.claims = Claims(
             self.db, self.keeper, table=self.table, cols=self._cols, owner=self.owner, lookup=self.lookup
         )
         self._known: set[str] | None = None  # the table's columns, once read
+        self._primed: tuple[list[str], dict[str, LedgerEntry]] | None = None  # see lookup_on
 
     @property
     def columns(self) -> Mapping[str, str]:
@@ -101,20 +105,12 @@ class ResultsLedger:
     def conn(self, value: Any) -> None:
         self.db.conn = value
 
-    @property
-    def collisions(self) -> dict[str, str]:
-        """Keys the ledger holds under another spelling (see :attr:`Claims.collisions`)."""
-        return self.claims.collisions
-
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on the ledger's thread; steps run one at a time, in the order queued."""
         return self.db.submit(fn, *args)
 
     def close(self) -> None:
         self.db.close(self.keeper.release)
-
-    def _quote(self, name: str) -> str:
-        return quote_identifier(self.hook, name)
 
     # -- schema -----------------------------------------------------------------------------------
 
@@ -134,8 +130,54 @@ class ResultsLedger:
         """Hold the ledger's lease, waiting up to ``wait`` seconds (:class:`LedgerBusyError`)."""
         self.keeper.acquire(wait)
 
+    @on_ledger_thread
+    def take(self, first: Future[list[ClaimRequest]], wait: float) -> dict[str, bool] | None:
+        """
+        Take the lease and claim the run's first rows (new keys): three round trips on a ledger set up.
+
+        The lease is taken blind (:meth:`Lease.try_acquire_at_once`) while the caller reads the source;
+        ``first`` then brings the first claims, INSERTed in the same transaction, which one commit ends
+        (nothing is written unless the source could be read). Returns which rows were won; None when
+        it went the usual way (no lease table yet, an older ledger, the lease held by another run: the
+        lease read and taken, waiting up to ``wait`` s), and the run claims from the entries it reads.
+        """
+        conn, fast = self.db.conn, False
+        try:
+            begin(conn, self.kind)
+            fast = self.lease.try_acquire_at_once(conn)
+        except Exception:  # no lease table yet, or not of this shape: the usual way
+            fast = False
+        if not fast:
+            self.db.rollback()  # while the source is read
+        try:
+            requests = first.result()
+        except BaseException:
+            # the source failed the task: nothing was written (where each statement commits by itself,
+            # the lease stays known, so that closing the ledger lets it go at once)
+            self.db.rollback()
+            raise
+        if fast:
+            try:
+                won = self.claims.insert_claims(requests) if requests else {}
+                conn.commit()
+            except Exception:  # e.g. an older ledger: nothing was committed, the lease included
+                self.db.rollback()
+                self.lease.forget()
+            else:
+                self.keeper.start_heartbeat()
+                if not requests:  # no claim has shown the ledger is as this version writes it
+                    self._known = ensure_ledger(self.db, self.table, self.table_name, self._cols)
+                return won
+        self.ensure_table()
+        self.keeper.acquire(wait)
+        return None  # nothing claimed: the run claims as usual, from the entries it reads
+
     def release_lease(self) -> None:
         self.keeper.release()
+
+    def let_go(self, conn: Any) -> None:
+        """Let the lease go on another connection (the source's) while this one writes the last outcomes."""
+        self.keeper.let_go(conn)
 
     def check_lease(self) -> None:
         self.keeper.check()
@@ -151,11 +193,34 @@ class ResultsLedger:
 
     # -- reads ------------------------------------------------------------------------------------
 
+    def lookup_on(self, conn: Any, keys: Sequence[str]) -> bool:
+        """
+        Read the entries of these keys on another connection (the source's), while this one is busy.
+
+        The next :meth:`lookup` of exactly these keys returns them without a round trip, leaving out rows
+        this run claimed meanwhile (see :meth:`take`). False when they could not be read.
+        """
+        read = read_entries_on(conn, self.table, self._cols["row_key"], self.ph, keys) if keys else None
+        if read is None:
+            return False  # no ledger yet, or an older one: the ledger's own connection reads (migrates) it
+        columns, entries = read
+        self._known = self._known or columns
+        # a row this run claimed meanwhile (its first window, see ``take``) was absent when it was claimed
+        self._primed = (list(keys), {k: e for k, e in entries.items() if e.claimed_by != self.owner})
+        return True
+
+    def unprime(self) -> None:
+        """Forget what :meth:`lookup_on` read (e.g. it is old: the run waited for the lease since)."""
+        self._primed = None
+
     @on_ledger_thread
     def lookup(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Read the entries of these keys (one query; callers pass one page of keys)."""
         if not keys:
             return {}
+        primed, self._primed = self._primed, None
+        if primed is not None and primed[0] == list(keys):
+            return primed[1]
         if self._known is None:
             self._known = table_columns(self.db, self.table)
         if self._known is None:
@@ -166,16 +231,7 @@ class ResultsLedger:
             f"SELECT {', '.join(self._cols[n] for n in names)} FROM {self.table} "
             f"WHERE {self._cols['row_key']} IN ({marks})"
         )
-        rows = self.db.retry(lambda: self.db.read(sql, tuple(keys)))
-        entries = {}
-        for row in rows:
-            values = dict(zip(names, row, strict=True))
-            key = str(values.pop("row_key"))
-            values["attempts"] = int(values.get("attempts") or 0)
-            if values.get("meeting_id") is not None:
-                values["meeting_id"] = str(values["meeting_id"])
-            entries[key] = LedgerEntry(**values)
-        return entries
+        return _entries(names, self.db.retry(lambda: self.db.read(sql, tuple(keys))))
 
     @on_ledger_thread
     def exists(self) -> bool:
@@ -244,26 +300,14 @@ class ResultsLedger:
     @on_ledger_thread
     def learn(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """
-        Keep the digests of rows found unchanged the long way: (key, digest, fingerprint), one statement.
+        Keep the digests of rows found unchanged the long way: (key, digest, fingerprint).
 
-        Each is written only where the row is still ``created`` with that payload fingerprint, so a digest
-        always stands for the version Gong holds (see ``sync/change.py``). Not a claim and no outcome:
-        nothing is sent for these rows, and a digest that does not land only costs a validation next run.
+        Not a claim and no outcome (see :func:`~airflow_provider_gong.sync.records.learn_statement`): a
+        digest that does not land only costs a validation next run.
         """
         if not rows or "source_fingerprint" not in (self._known or set()):
             return
-        c, ph = self._cols, self.ph
-        whens = " ".join(f"WHEN {ph} THEN {ph}" for _ in rows)
-        matches = " OR ".join(f"({c['row_key']} = {ph} AND {c['fingerprint']} = {ph})" for _ in rows)
-        sql = (
-            f"UPDATE {self.table} SET {c['source_fingerprint']} = CASE {c['row_key']} {whens} "
-            f"ELSE {c['source_fingerprint']} END "
-            f"WHERE {c['row_key']} IN ({', '.join([ph] * len(rows))}) "
-            f"AND {c['status']} = {ph} AND ({matches})"
-        )
-        params = [v for key, digest, _ in rows for v in (key, digest)]
-        params += [key for key, _, _ in rows] + [CREATED]
-        params += [v for key, _, fingerprint in rows for v in (key, fingerprint)]
+        sql, params = learn_statement(self.table, self._cols, self.ph, rows)
 
         def once() -> None:
             self.db.execute(sql, tuple(params))
@@ -308,3 +352,34 @@ class ResultsLedger:
             return set(keys) - owned
 
         return self.db.retry(once)
+
+
+def read_entries_on(
+    conn: Any, table: str, key_column: str, ph: str, keys: Sequence[str]
+) -> tuple[set[str], dict[str, LedgerEntry]] | None:
+    """Read the ledger's columns and the entries of ``keys`` on ``conn`` (None: no ledger, or older)."""
+    sql = f"SELECT * FROM {table} WHERE {key_column} IN ({', '.join([ph] * len(keys))})"
+    try:
+        names, rows, _ = execute(conn, sql, tuple(keys))
+    except Exception:
+        return None
+    finally:
+        rollback_quietly(conn)
+    names = [n.lower() for n in names]
+    if not set(ENTRY_COLUMNS) <= set(names):
+        return None
+    wanted = [names.index(n) for n in ENTRY_COLUMNS]
+    return set(names), _entries(ENTRY_COLUMNS, [[row[i] for i in wanted] for row in rows])
+
+
+def _entries(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, LedgerEntry]:
+    """Ledger rows (``names`` from :data:`ENTRY_COLUMNS`) as entries by key."""
+    entries = {}
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        key = str(values.pop("row_key"))
+        values["attempts"] = int(values.get("attempts") or 0)
+        if values.get("meeting_id") is not None:
+            values["meeting_id"] = str(values["meeting_id"])
+        entries[key] = LedgerEntry(**values)
+    return entries

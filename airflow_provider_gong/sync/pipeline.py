@@ -76,6 +76,7 @@ class LedgerPipeline:
         self._outcomes: dict[str, _Outcome] = {}  # not yet handed to the ledger
         self._flushes: deque[tuple[Future[set[str]], list[_Outcome]]] = deque()
         self._seconds = {"claim": 0.0, "write": 0.0}  # the ledger's latest time per step
+        self._adopted: _Window | None = None  # a first window claimed with the lease (see adopt)
         #: windows claimed so far and their sizes, for logs and benchmarks
         self.window_sizes: list[int] = []
 
@@ -88,12 +89,34 @@ class LedgerPipeline:
 
     # -- claims -----------------------------------------------------------------------------------
 
+    def prime(self, round_trip: float) -> None:
+        """
+        Size the first windows from a first measure of the warehouse's round trip (the start-up's reads).
+
+        A claim and an outcome write are a statement and a commit each; without this, the first windows
+        are the smallest and the calls wait for the next claims while the warehouse is slow.
+        """
+        if not any(self._seconds.values()):
+            self._seconds = {"claim": 2 * round_trip, "write": 2 * round_trip}
+
+    def adopt(self, requests: list[ClaimRequest], claimed: Future[dict[str, bool]]) -> None:
+        """Take claims already asked for (with the lease: :meth:`ResultsLedger.take`) as the first window."""
+        if requests:
+            window = self._adopted = _Window(list(requests), claimed)
+            for request in requests:
+                self._slots[(request.key, request.action)] = (request, window)
+            self.window_sizes.append(len(requests))
+
     def expect(self, requests: list[ClaimRequest]) -> None:
         """Queue the claims the coming rows will ask for, in order: the first window is claimed now."""
         for request in requests:
+            slot = self._slots.get((request.key, request.action))
+            if slot is not None and slot[1] is not None:
+                continue  # in a window already claimed (adopted): a row that differs is claimed on its own
             self._ahead.append(request)
             self._slots[(request.key, request.action)] = (request, None)
-        self._submit_next()
+        if self._adopted is None or self._adopted.started:  # else: the next is claimed when it starts
+            self._submit_next()
 
     def claim(self, key: str, entry: LedgerEntry | None, action: str) -> bool:
         """
@@ -123,6 +146,11 @@ class LedgerPipeline:
             self._submit_next()  # the window after this one is claimed while this one is sent
         won = window.future.result()[request.key]
         self._raise_failed_flushes()  # writes queued before this claim have ended by now (else: released)
+        if not won and window is self._adopted:
+            # claimed before the entries were read: a key lost there is asked again on its own, which
+            # tells a key the ledger holds under another spelling (a collation) from another run's claim
+            del self._slots[(key, action)]
+            return self.claim(key, entry, action)
         if won:  # the fencing check before the call: still this run's lease? (else the claim is handed back)
             self.ledger.check_lease()
         del self._slots[(key, action)]
@@ -211,8 +239,16 @@ class LedgerPipeline:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        """Write every outcome, then hand back claims this run won but did not use."""
+    def finish(self, *, meanwhile: Callable[[], None] | None = None) -> None:
+        """
+        Write every outcome, then hand back claims this run won but did not use.
+
+        ``meanwhile`` runs while the last outcomes are on their way (the run's last step: letting the
+        lease go, on another connection).
+        """
+        self._submit_outcomes()
+        if meanwhile is not None:
+            meanwhile()
         self.flush()
         self._release_leftovers()
 

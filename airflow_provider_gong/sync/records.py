@@ -8,6 +8,7 @@ without importing one another (and DAG files that import the plan pay for nothin
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -179,3 +180,26 @@ def settled_created_values(meeting_id: str, meeting_url: str | None) -> dict[str
 def settled_failed_values(error: str) -> dict[str, Any]:
     """Return what a settlement writes when Gong has no meeting: failed, transient (the next run sends it)."""
     return failed_values(error, TRANSIENT)
+
+
+def learn_statement(
+    table: str, cols: Mapping[str, str], ph: str, rows: Sequence[tuple[str, str, str]]
+) -> tuple[str, tuple[Any, ...]]:
+    """
+    One UPDATE keeping the digests of rows found unchanged the long way: (key, digest, fingerprint).
+
+    Each lands only where the row is still ``created`` with that payload fingerprint, so a digest always
+    stands for the version Gong holds.
+    """
+    whens = " ".join(f"WHEN {ph} THEN {ph}" for _ in rows)
+    matches = " OR ".join(f"({cols['row_key']} = {ph} AND {cols['fingerprint']} = {ph})" for _ in rows)
+    sql = (
+        f"UPDATE {table} SET {cols['source_fingerprint']} = CASE {cols['row_key']} {whens} "
+        f"ELSE {cols['source_fingerprint']} END "
+        f"WHERE {cols['row_key']} IN ({', '.join([ph] * len(rows))}) "
+        f"AND {cols['status']} = {ph} AND ({matches})"
+    )
+    params: list[Any] = [v for key, digest, _ in rows for v in (key, digest)]
+    params += [key for key, _, _ in rows] + [CREATED]
+    params += [v for key, _, fingerprint in rows for v in (key, fingerprint)]
+    return sql, tuple(params)

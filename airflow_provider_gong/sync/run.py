@@ -151,10 +151,17 @@ class BatchRun:
             self._run_row(row, entries.get(row.key))
             if self.progress.due():
                 log.info("%s", self.progress.line())
-        self.pipe.finish()  # this page's outcomes are in the ledger before the next page is read
         if self._learnt:  # digests of rows that read differently but are the meeting Gong holds
             self.ledger.learn([(k, d, f) for k, (d, f) in self._learnt.items()])
             self._learnt.clear()
+        # this page's outcomes are in the ledger before the next page is read; after the last one the
+        # lease is let go meanwhile, on the source's connection (one round trip instead of two after the
+        # last call)
+        last = len(rows) < self.source.page_size and self.mode != MIRROR
+        self.pipe.finish(meanwhile=self._let_go if last else None)
+
+    def _let_go(self) -> None:
+        self.ledger.let_go(self.source.conn)
 
     def _run_row(self, row: SourceRow, entry: LedgerEntry | None) -> None:
         key, act = row.key, self.actions
@@ -275,6 +282,18 @@ class BatchRun:
         """Pages of ledger keys with a live meeting whose row left the source (mirror mode)."""
         c = self.ledger.columns
         return self.source.missing_keys(self.ledger.table, c["row_key"], c["status"])
+
+    def first_page(
+        self, names: list[str], rows: list[tuple[Any, ...]], *, claims: bool = True
+    ) -> tuple[list[str], list[ClaimRequest]]:
+        """
+        Return the first page's ledger keys and its claims as if the ledger held none of its rows.
+
+        For the run's start-up (``sync/startup.py``), before the entries are read. ``claims=False``:
+        the keys only (planning a row as new validates it, which a sync run's unchanged rows skip).
+        """
+        read = self.reader.read(names, rows)
+        return [r.key for r in read if r.trackable], self._claims_ahead(read, {}) if claims else []
 
     def _sends(self, row: SourceRow, entries: dict[str, LedgerEntry]) -> bool:
         if not row.trackable or row.key in self.duplicates:

@@ -45,10 +45,11 @@ def ensure_ledger(db: LedgerConnection, table: str, name: str, cols: Mapping[str
 
     Returns its columns, so nobody needs to read them again (a round trip saved).
     """
-    if table_columns(db, table) is None:
+    columns = table_columns(db, table)
+    if columns is None:
         ddl = ledger_ddl(db.kind, table, quote=lambda column: cols[column])
         db.ddl(ddl, done=lambda: table_columns(db, table) is not None)
-    columns = table_columns(db, table) or set()
+        columns = table_columns(db, table) or set()
     missing = [column for column in ADDED if column not in columns]
     if missing:
         log.info("Migrating ledger %s: adding column(s) %s", name, ", ".join(missing))

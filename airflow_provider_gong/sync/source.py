@@ -10,7 +10,10 @@ are found with one query each and reported, never looped over or dropped without
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gong.exceptions import GongValidationError
@@ -76,19 +79,29 @@ class SourceReader:
         self._mysql = is_mysql(dialect(hook))
         #: rows returned by each fetch, so tests can prove memory stays bounded
         self.fetch_sizes: list[int] = []
+        self._first: tuple[list[str], list[tuple[Any, ...]]] | None = None  # read by columns()
+        self._stats: tuple[int, int, int] | None = None  # rows, NULL keys, duplicated keys (see stats)
+        #: seconds the first page took to read: a first measure of the warehouse's round trip
+        self.first_read_seconds = 0.0
 
     def close(self) -> None:
         self.conn.close()
 
     def columns(self) -> list[str]:
-        """Return the source's column names; fails the task (not a row) when the source cannot be read."""
+        """
+        Return the source's column names; fails the task (not a row) when the source cannot be read.
+
+        The first page is read to tell (and kept for :meth:`pages`): a round trip fewer. Its read is
+        left open for the ledger lookup that follows on this connection, which ends it.
+        """
+        started = time.monotonic()
         try:
-            names, _ = self._query(f"SELECT * FROM {self.source} WHERE 1 = 0")
-        except Exception as exc:
-            raise GongValidationError(
-                f"cannot read {self.what} through connection {self.hook.get_conn_id()!r}: "
-                f"{type(exc).__name__}: {first_line(exc)}"
-            ) from None
+            self._first = self._query(self._page_sql(first=True), end=False)  # see Startup.claim_first
+            self.first_read_seconds = time.monotonic() - started
+            names = self._first[0]
+        except Exception:
+            self._first = None  # no such source or column: the plain query below says which
+            names = self._names()
         if self.key_column.lower() not in (n.lower() for n in names):
             raise GongValidationError(
                 f"{self.what} has no key column {self.key_column!r}; columns are {names}. "
@@ -96,13 +109,65 @@ class SourceReader:
             )
         return names
 
+    @property
+    def first_page(self) -> tuple[list[str], list[tuple[Any, ...]]] | None:
+        """The first page as :meth:`columns` read it, until :meth:`pages` hands it out."""
+        return self._first
+
+    def _names(self) -> list[str]:
+        try:
+            names, _ = self._query(f"SELECT * FROM {self.source} WHERE 1 = 0")
+        except Exception as exc:
+            raise GongValidationError(
+                f"cannot read {self.what} through connection {self.hook.get_conn_id()!r}: "
+                f"{type(exc).__name__}: {first_line(exc)}"
+            ) from None
+        return names
+
+    def stats(self) -> Future[tuple[int, int, int]]:
+        """
+        Count rows, rows with a NULL key and keys held by several rows: one statement, on its own connection.
+
+        Runs beside the first page's read; :meth:`count`, :meth:`null_keys` and
+        :meth:`duplicate_keys` then answer from it (the last of them uses it up: a second pass asks again).
+        """
+        done: Future[tuple[int, int, int]] = Future()
+
+        def run() -> None:
+            key = self.key
+            sql = (
+                f"SELECT COUNT(*), COUNT({key}), (SELECT COUNT(*) FROM (SELECT {key} FROM {self.source} "
+                f"WHERE {key} IS NOT NULL GROUP BY {key} HAVING COUNT(*) > 1) dup) FROM {self.source}"
+            )
+            conn = None
+            try:
+                conn = connect(self.hook)
+                _, rows = self._query(sql, conn=conn, end=False)
+                total, keyed, shared = (int(v or 0) for v in rows[0])
+                self._stats = (total, total - keyed, shared)
+                done.set_result(self._stats)
+            except BaseException as exc:  # the plain queries below ask again
+                done.set_exception(exc)
+            finally:
+                if conn is not None:  # after the answer is out: nobody waits for this
+                    rollback_quietly(conn)
+                    conn.close()
+
+        threading.Thread(target=run, name="gong-source-stats", daemon=True).start()
+        return done
+
     def count(self) -> int:
+        if self._stats is not None:
+            return self._stats[0]
         return int(self._query(f"SELECT COUNT(*) FROM {self.source}")[1][0][0])
 
     def null_keys(self, sample: int = 5) -> tuple[int, list[dict[str, Any]]]:
         """How many rows have a NULL key, and up to ``sample`` of them (for the log)."""
         where = f"WHERE {self.key} IS NULL"
-        count = int(self._query(f"SELECT COUNT(*) FROM {self.source} {where}")[1][0][0])
+        if self._stats is not None:
+            count = self._stats[1]
+        else:
+            count = int(self._query(f"SELECT COUNT(*) FROM {self.source} {where}")[1][0][0])
         if not count:
             return 0, []
         names, rows = self._query(f"SELECT * FROM {self.source} {where} LIMIT {int(sample)}")
@@ -110,6 +175,9 @@ class SourceReader:
 
     def duplicate_keys(self) -> dict[str, int]:
         """Keys (normalised) held by more than one row, with their row counts."""
+        stats, self._stats = self._stats, None
+        if stats is not None and not stats[2]:
+            return {}
         _, rows = self._query(
             f"SELECT {self.key}, COUNT(*) FROM {self.source} WHERE {self.key} IS NOT NULL "
             f"GROUP BY {self.key} HAVING COUNT(*) > 1 LIMIT {MAX_DUPLICATE_KEYS}"
@@ -133,9 +201,10 @@ class SourceReader:
         first = True
         only = f" AND src.{quote_identifier(self.hook, set_column)} IS NOT NULL" if set_column else ""
         while True:
-            where = f"WHERE {self.key} IS NOT NULL{only}" + ("" if first else f" AND {self.key} > {self.ph}")
-            sql = f"SELECT * FROM {self.source} {where} ORDER BY {self.key} LIMIT {int(self.page_size)}"
-            names, rows = self._query(sql, () if first else (last,))
+            if first and self._first is not None and not only:  # read by columns(), unfiltered
+                (names, rows), self._first = self._first, None
+            else:
+                names, rows = self._query(self._page_sql(first=first, only=only), () if first else (last,))
             self.fetch_sizes.append(len(rows))
             if not rows:
                 return
@@ -144,6 +213,10 @@ class SourceReader:
             last, first = rows[-1][index], False
             if len(rows) < self.page_size:
                 return
+
+    def _page_sql(self, *, first: bool, only: str = "") -> str:
+        where = f"WHERE {self.key} IS NOT NULL{only}" + ("" if first else f" AND {self.key} > {self.ph}")
+        return f"SELECT * FROM {self.source} {where} ORDER BY {self.key} LIMIT {int(self.page_size)}"
 
     def missing_keys(self, ledger_table: str, key_column: str, status_column: str) -> Iterator[list[str]]:
         """
@@ -174,16 +247,22 @@ class SourceReader:
             if len(rows) < self.page_size:
                 return
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self.conn.cursor()
+    def _query(
+        self, sql: str, params: tuple[Any, ...] = (), *, conn: Any = None, end: bool = True
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        conn = conn or self.conn
+        cur = conn.cursor()
         try:
             cur.execute(sql, params)
             description = cur.description or ()
             rows = [tuple(r) for r in cur.fetchall()] if description else []
+        except BaseException:
+            rollback_quietly(conn)
+            raise
         finally:
             cur.close()
-            # Readers must not hold a transaction (and its locks or snapshot) while Gong is called.
-            rollback_quietly(self.conn)
+        if end:  # readers must not hold a transaction (and its locks or snapshot) while Gong is called
+            rollback_quietly(conn)
         return [d[0] for d in description], self._instants(description, rows)
 
     def _instants(self, description: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

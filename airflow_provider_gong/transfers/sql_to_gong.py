@@ -25,6 +25,7 @@ are reported and counted as failed, never sent.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from airflow_provider_gong.sync.ledger import ResultsLedger
     from airflow_provider_gong.sync.progress import BatchProgress
     from airflow_provider_gong.sync.run import BatchOptions, BatchRun
+    from airflow_provider_gong.sync.startup import Startup
 
 
 __all__ = ["DEFAULT_COLUMNS", "SqlToGongMeetingsOperator"]
@@ -245,9 +247,9 @@ class SqlToGongMeetingsOperator(BaseOperator):
         from airflow_provider_gong.sync.claims import claim_token
         from airflow_provider_gong.sync.ledger import ResultsLedger
         from airflow_provider_gong.sync.progress import BatchProgress
-        from airflow_provider_gong.sync.rows import check_columns
         from airflow_provider_gong.sync.run import BatchRun
         from airflow_provider_gong.sync.source import SourceReader
+        from airflow_provider_gong.sync.startup import Startup
 
         self.summary = None  # an instance run twice in one process (dag.test) must not report old counts
         # Task-level problems fail the task here, before any row is read, claimed or charged.
@@ -260,17 +262,20 @@ class SqlToGongMeetingsOperator(BaseOperator):
         ledger: ResultsLedger | None = None
         dry_run = _truthy(self.dry_run)
         try:
-            check_columns(source.columns(), self.columns)
             ledger = ResultsLedger(
                 db, self.ledger_table, owner=claim_token(context), lease_seconds=self.lease_seconds
             )
-            if not dry_run and (busy := self._take(ledger)) is not None:
+            # the source's reads, the lease and the first claims overlap (sync/startup.py)
+            start = Startup(source, ledger, take_lease=not dry_run, wait=self.lease_wait_seconds)
+            every = (self.progress_every_rows, self.progress_every_seconds)
+            make = partial(BatchRun, source=source, ledger=ledger, gong=gong, options=options)
+            self.batch = start.first(self.columns, lambda rows: make(progress=BatchProgress(rows, *every)))
+            progress = self.batch.progress
+            if (busy := self._take(start, self.batch)) is not None:
                 self.summary = busy
                 return busy
-            progress = BatchProgress(source.count(), self.progress_every_rows, self.progress_every_seconds)
             self._log_start(progress, gong, ledger, dry_run)
             quota_left = None if dry_run else log_quota(self.log, gong, progress.total, self.deferrable)
-            self.batch = BatchRun(source=source, ledger=ledger, gong=gong, options=options, progress=progress)
             if dry_run or self.sync_mode != CREATE_ONLY:  # a plan first: a dry run ends with it
                 guard = DeleteGuard(self.sync_mode, self.ledger_table, self.max_deletes)
                 self.summary = guard.hold(self.batch, dry_run=dry_run, daily_quota=self.daily_quota)
@@ -286,18 +291,12 @@ class SqlToGongMeetingsOperator(BaseOperator):
             defer_for_quota(self, quota, earlier=so_far(self._earlier, progress.summary(), deferring=True))
         return self._finish(progress, gong, quota_left)
 
-    def _take(self, ledger: ResultsLedger) -> dict[str, Any] | None:
-        """
-        Make the ledger if absent and take its lease.
-
-        Returns the run's summary when another live run keeps it past ``lease_wait_seconds``: this
-        run then ends without touching a row.
-        """
+    def _take(self, start: Startup, batch: BatchRun) -> dict[str, Any] | None:
+        """Wait for the lease and first claims; a summary when another live run keeps the ledger (busy)."""
         from airflow_provider_gong.sync.lease import LedgerBusyError
 
-        ledger.ensure_table()
         try:
-            ledger.acquire(self.lease_wait_seconds)
+            start.lease(batch)
         except LedgerBusyError as busy:
             self.log.warning("Nothing done: %s", busy)
             return {

@@ -25,10 +25,13 @@ class RoundTrips:
     commits: int = 0
     rollbacks: int = 0
     statements: list[str] = field(default_factory=list)
+    #: every round trip in order: (thread name, kind, the statement's start, time.time() it began)
+    events: list[tuple[str, str, str, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def wait(self, kind: str, sql: str = "") -> None:
         with self._lock:
+            self.events.append((threading.current_thread().name, kind, sql.lstrip()[:40], time.time()))
             if kind == "execute":
                 self.executes += 1
                 self.statements.append(sql.lstrip()[:40])

@@ -31,7 +31,7 @@ class Pipe:
 
     def __init__(self, wins=True):
         self.wins, self.claims, self.outcomes = wins, [], []
-        self.ledger = SimpleNamespace(owner="me", table_name="led", collisions={})
+        self.ledger = SimpleNamespace(owner="me", table_name="led", claims=SimpleNamespace(collisions={}))
 
     def claim(self, key, entry, action):
         self.claims.append((key, str(action)))
@@ -101,7 +101,7 @@ def test_a_claim_lost_sends_nothing():
 
 def test_a_key_the_ledger_holds_under_another_spelling_is_a_duplicate():
     pipe = Pipe(wins=False)
-    pipe.ledger.collisions["abc"] = "ABC"
+    pipe.ledger.claims.collisions["abc"] = "ABC"
     act = actions(pipe=pipe)
     act.create("abc", None, meeting(), None)
     assert (act.progress.duplicate_keys, act.progress.failed, act.progress.claimed_elsewhere) == (1, 1, 0)
