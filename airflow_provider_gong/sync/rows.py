@@ -19,7 +19,7 @@ import pendulum
 
 from airflow_provider_gong.exceptions import GongValidationError
 from airflow_provider_gong.meetings import Meeting
-from airflow_provider_gong.rules import MeetingLimits
+from airflow_provider_gong.rules import MeetingLimits, to_instant
 from airflow_provider_gong.sync.change import PAYLOAD_FIELDS, RowDigest
 from airflow_provider_gong.sync.plan import REQUIRED_COLUMNS, RowFacts
 from airflow_provider_gong.sync.source import MAX_KEY_LENGTH, normalise_key
@@ -37,7 +37,7 @@ class SourceRow:
     ledger shows unchanged is never validated.
     """
 
-    __slots__ = ("_check", "_verdict", "digest", "fields", "key")
+    __slots__ = ("_check", "_verdict", "digest", "fields", "key", "timezone")
 
     def __init__(
         self,
@@ -46,9 +46,11 @@ class SourceRow:
         digest: str | None = None,
         check: Callable[[dict[str, Any], str], tuple[Meeting | None, str | None]] | None = None,
         verdict: tuple[Meeting | None, str | None] | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self.key, self.fields, self.digest = key, fields, digest
         self._check, self._verdict = check, verdict
+        self.timezone = timezone  # naive times in the row are wall-clock time here
 
     def verdict(self) -> tuple[Meeting | None, str | None]:
         """Return the row as (Meeting, None), or (None, why it is none); validated once, on first use."""
@@ -82,13 +84,23 @@ class SourceRow:
     def facts(self) -> RowFacts:
         cancelled, meeting = self.cancelled, self.meeting
         if meeting is None:
-            return RowFacts(cancelled=cancelled)
+            # Not a valid meeting today; but one that has ended (e.g. it began longer than max_past ago,
+            # which the rules refuse) is past, not invalid: its ledger row is settled, nothing to send.
+            return RowFacts(cancelled=cancelled, over=self._ended())
         return RowFacts(
             cancelled=cancelled,
             over=meeting.end_time < pendulum.now("UTC"),
             fingerprint=meeting.fingerprint(),
             organizer_email=meeting.organizer_email.lower(),
         )
+
+
+    def _ended(self) -> bool:
+        """Tell whether the row has ended (its end time, if it can be read at all, is before now)."""
+        try:
+            return to_instant(self.fields.get("end_time"), self.timezone, "end_time") < pendulum.now("UTC")
+        except (ValueError, LookupError):  # unreadable, or an unknown timezone: not known to be over
+            return False
 
 
 class RowReader:
@@ -113,7 +125,7 @@ class RowReader:
         for row in rows:
             fields = {f: (row[i] if i is not None else None) for f, i in index.items()}
             key = normalise_key(fields["key"])
-            read.append(SourceRow(key, fields, digest(payload(row)), check))
+            read.append(SourceRow(key, fields, digest(payload(row)), check, timezone=self.timezone))
         return read
 
     def keys(self, names: list[str], rows: list[tuple[Any, ...]]) -> list[str]:

@@ -180,6 +180,26 @@ def test_meetings_already_over_are_left_alone(warehouse, fast_gong):
     assert summary["skipped_past"] == 1 and ledger(warehouse)["1"]["status"] == "created"
 
 
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_a_meeting_over_for_longer_than_max_past_is_past_not_failed(warehouse, fast_gong, mode):
+    # The rules refuse a start more than max_past (1 day) ago, so such a row is no valid meeting today;
+    # a created one has simply ended: the run leaves it alone and stays green.
+    seed(warehouse, demo_rows(2, bad=False))
+    operator(warehouse, sync_mode=mode).execute({})
+    long_ago = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=3)
+    sql(
+        warehouse,
+        f"UPDATE {warehouse['table']} SET start_time = ?, end_time = ? WHERE id = 1",
+        long_ago.isoformat(),
+        (long_ago + dt.timedelta(minutes=30)).isoformat(),
+    )
+    mark = len(fast_gong.log)
+    summary = operator(warehouse, sync_mode=mode, fail_on_row_errors=True).execute({})
+    assert gong_calls(fast_gong, mark) == Counter()
+    assert (summary["skipped_past"], summary["failed"]) == (1, 0), summary
+    assert ledger(warehouse)["1"]["status"] == "created"
+
+
 def test_a_cancelled_row_never_created_is_not_created(warehouse, fast_gong):
     seed(warehouse, demo_rows(3, bad=False))
     sql(warehouse, f"UPDATE {warehouse['table']} SET cancelled = TRUE WHERE id = 3")
