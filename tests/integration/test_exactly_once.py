@@ -14,6 +14,7 @@ import pytest
 from airflow.sdk import BaseHook
 
 from airflow_provider_gong.exceptions import GongBatchRowErrors, GongLedgerError, GongValidationError
+from airflow_provider_gong.sync.pipeline import MAX_CLAIM_WINDOW
 from tests._support.warehouse import demo_rows, insert_meetings
 from tests.integration.helpers import finish, ledger, operator, run_concurrently, seed, start_runners
 
@@ -147,15 +148,20 @@ def _drop_refusal(warehouse) -> None:
 @pytest.mark.parametrize("window", [1, None])
 def test_ledger_write_failing_after_a_create_never_loses_the_meeting_id(warehouse, fast_gong, caplog, window):
     """The database refuses every 'created' write: the batch stops within a window or two, the error
-    names every meeting it could not record, and none of those rows is ever sent again."""
-    seed(warehouse, demo_rows(20, bad=False))
+    names every meeting it could not record, and none of those rows is ever sent again.
+
+    More rows than two windows of the largest size: an automatic window is sized from the warehouse's
+    measured round trip and the connection's rate (500/s here), so on a loaded machine the first windows
+    can be large; the batch must still stop within two windows, before the end."""
+    rows = 2 * MAX_CLAIM_WINDOW + 50
+    seed(warehouse, demo_rows(rows, bad=False))
     make_ledger(warehouse)
     _fail_created_writes(warehouse)
     op = operator(warehouse, claim_window=window)
     with caplog.at_level(logging.INFO), pytest.raises(GongLedgerError) as info:
         op.execute({})
     made = list(fast_gong.created)
-    assert 1 <= len(made) < 20  # stopped before the end ...
+    assert 1 <= len(made) <= 2 * MAX_CLAIM_WINDOW < rows  # stopped before the end ...
     if window == 1:
         assert len(made) <= 2  # ... one row per window: after at most one more call
     keys = [str(int(c.payload["externalId"][-4:]) - 1000) for c in made]
@@ -168,8 +174,8 @@ def test_ledger_write_failing_after_a_create_never_loses_the_meeting_id(warehous
     assert all(r["status"] != "pending" or r["row_key"] in keys for r in ledger(warehouse).values())
     _drop_refusal(warehouse)
     summary = operator(warehouse, fail_on_row_errors=False, claim_lease_seconds=0).execute({})
-    assert summary["created"] == 20 - len(made) and summary["pending_unreconciled"] == len(made)
-    assert fast_gong.duplicates() == {} and fast_gong.created_count() == 20
+    assert summary["created"] == rows - len(made) and summary["pending_unreconciled"] == len(made)
+    assert fast_gong.duplicates() == {} and fast_gong.created_count() == rows
 
 
 def test_whatever_gong_returns_is_kept_whole(warehouse, fast_gong):
