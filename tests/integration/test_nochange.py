@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 from airflow.sdk import BaseHook
 
-from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.transfers.sql_to_gong import SqlToGongMeetingsOperator
+from tests._support.counting import count_builds
 from tests._support.slowdb import slow_connections
 from tests._support.warehouse import demo_rows
 from tests.integration.helpers import ledger, operator, seed
@@ -35,14 +35,7 @@ def sql(statement: str, *params) -> None:
 @contextlib.contextmanager
 def counting(monkeypatch):
     """Count Meeting.build calls (row validation and model building) and warehouse statements."""
-    built = Counter()
-    original = Meeting.build.__func__
-
-    def build(cls, **kwargs):
-        built["rows"] += 1
-        return original(cls, **kwargs)
-
-    monkeypatch.setattr(Meeting, "build", classmethod(build))
+    built = count_builds(monkeypatch)
     hook = BaseHook.get_hook("warehouse")
     with slow_connections(type(hook), 0.0) as trips:
         yield built, trips

@@ -4,18 +4,17 @@ rows validated only on demand, and the digests written for rows found unchanged 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 import pendulum
 import pytest
 
-from airflow_provider_gong.meetings import Meeting
 from airflow_provider_gong.rules import MeetingLimits
 from airflow_provider_gong.sync.change import RowDigest, unchanged
 from airflow_provider_gong.sync.ledger import ResultsLedger
 from airflow_provider_gong.sync.plan import DEFAULT_COLUMNS
 from airflow_provider_gong.sync.records import CREATED, FAILED, PENDING, LedgerEntry
 from airflow_provider_gong.sync.rows import RowReader
+from tests._support.counting import count_builds
 
 NOW = dt.datetime(2030, 1, 1, 12, tzinfo=dt.timezone.utc)
 LIMITS = MeetingLimits()
@@ -97,14 +96,7 @@ NAMES = ["id", "start_time", "end_time", "title", "organizer_email", "invitees",
 
 
 def test_rows_are_validated_only_when_their_meeting_is_asked_for(monkeypatch):
-    built = Counter()
-    original = Meeting.build.__func__
-
-    def build(cls, **kwargs):
-        built["rows"] += 1
-        return original(cls, **kwargs)
-
-    monkeypatch.setattr(Meeting, "build", classmethod(build))
+    built = count_builds(monkeypatch)
     start = pendulum.now("UTC").add(days=1).start_of("hour")
     good = (
         1,
