@@ -75,6 +75,7 @@ def has_task_state_store() -> bool:
 
 
 @functools.cache
+@functools.cache  # the class is looked up once: on 3.1 a failed import would search the path per metric
 def stats() -> Any:
     """
     Return Airflow's ``Stats`` for task code: ``incr``, ``timing``, ``gauge`` (imported on first use).
